@@ -1,0 +1,63 @@
+"""dbpulse: database activity of Python services on OpenTelemetry.
+
+Usage::
+
+    import dbpulse
+
+    dbpulse.configure(service_name="isbn-collector")   # SDK + OTLP from OTEL_* variables
+    dbpulse.instrument()                                # sqlite3, psycopg, redis-py
+
+    dbpulse.set_enabled(False)                          # pause all observation at run time
+
+Or, with no code change: ``opentelemetry-instrument python app.py``. The public surface:
+
+* :func:`instrument`, :func:`uninstrument`, :func:`set_enabled`, :func:`is_enabled`,
+  :func:`configure`
+* the instrumentors :class:`SQLite3Instrumentor`, :class:`PsycopgInstrumentor` (and their
+  ``instrument_connection``)
+* :class:`AdaptiveSampler`, :class:`AggregatingMetricExporter`
+* :class:`IsbnExtractor` and the :class:`EntityExtractor` protocol
+* ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
+"""
+
+from dbpulse._isbn import EntityExtractor, IsbnExtractor, normalize_isbn
+from dbpulse._metrics import AggregatingMetricExporter
+from dbpulse._sampler import AdaptiveSampler
+from dbpulse._setup import (
+    ConfigurationError,
+    Telemetry,
+    configure,
+    instrument,
+    is_enabled,
+    set_enabled,
+    uninstrument,
+)
+from dbpulse._sqlite import SQLite3Instrumentor
+from dbpulse.version import __version__
+
+__all__ = [
+    "AdaptiveSampler",
+    "AggregatingMetricExporter",
+    "ConfigurationError",
+    "EntityExtractor",
+    "IsbnExtractor",
+    "PsycopgInstrumentor",
+    "SQLite3Instrumentor",
+    "Telemetry",
+    "__version__",
+    "configure",
+    "instrument",
+    "is_enabled",
+    "normalize_isbn",
+    "set_enabled",
+    "uninstrument",
+]
+
+
+def __getattr__(name: str) -> object:
+    # psycopg is optional: import its instrumentor only when asked for.
+    if name == "PsycopgInstrumentor":
+        from dbpulse._psycopg import PsycopgInstrumentor
+
+        return PsycopgInstrumentor
+    raise AttributeError(f"module 'dbpulse' has no attribute {name!r}")

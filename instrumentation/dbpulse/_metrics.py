@@ -1,0 +1,453 @@
+"""Exact database metrics, aggregated in-process and exported without per-call SDK work.
+
+The SDK's ``Histogram.record`` costs ~5 µs per call on this hardware (attribute hashing, view
+matching, exemplar reservoirs). dbpulse records each operation into a plain per-series bucket
+array under one lock (~0.3 µs) and hands the aggregate to the SDK at collection time:
+
+* counters and gauges through observable instruments (any ``MeterProvider`` collects them);
+* the ``db.client.operation.duration`` histogram through :class:`AggregatingMetricExporter`,
+  a wrapper around the real exporter that appends dbpulse's histogram points (with exemplars
+  from sampled spans) to every export. ``dbpulse.configure()`` and the
+  ``opentelemetry-instrument`` configurator install the wrapper. When an application builds its
+  own ``MeterProvider`` without it, the histogram falls back to the SDK instrument (exact, but
+  at the SDK's price per call).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from dbpulse._sampler import LOAD
+from dbpulse.version import __version__
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "OPERATIONS",
+    "AggregatingMetricExporter",
+    "OperationMetrics",
+    "Series",
+]
+
+_log = logging.getLogger(__name__)
+
+DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+"""Advised bucket boundaries of ``db.client.operation.duration`` (semantic conventions)."""
+
+DEFAULT_CARDINALITY_LIMIT = 2000
+"""The OpenTelemetry metrics SDK specification's default cardinality limit per instrument.
+
+The Python SDK (1.45) does not enforce one, so dbpulse applies it to its ISBN series itself."""
+
+OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+SCOPE = InstrumentationScope("dbpulse", __version__)
+
+
+class Series:
+    """One attribute set of the duration histogram plus its write count.
+
+    Bucket ``i`` counts durations ``<= DURATION_BUCKETS[i]`` (upper-inclusive, as OTLP defines
+    explicit buckets); the last bucket is the overflow.
+    """
+
+    __slots__ = ("attributes", "counts", "exemplars", "max", "min", "rows", "sum")
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+        self.rows = 0
+        self.exemplars: list[Exemplar | None] = [None] * (len(DURATION_BUCKETS) + 1)
+
+
+class OperationMetrics:
+    """The process-wide aggregate every instrumentor records into."""
+
+    def __init__(self, cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT) -> None:
+        # One lock for the aggregate and the load monitor: one acquire per operation.
+        self.lock = LOAD.lock
+        self.start_time_ns = time.time_ns()
+        self._series: dict[tuple[Any, ...], Series] = {}
+        self.isbn_writes: dict[tuple[str, str, str], int] = {}
+        self.isbn_overflow = 0
+        self.cardinality_limit = cardinality_limit
+        self.exporter_attached = False
+        self._sdk_histogram: metrics.Histogram | None = None
+        self._instruments_for: set[str] = set()
+        self._dropped: dict[str, int] = {}
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def series(
+        self,
+        system: str,
+        namespace: str | None,
+        operation: str,
+        collection: str | None,
+        error_type: str | None,
+    ) -> Series:
+        key = (system, namespace, operation, collection, error_type)
+        found = self._series.get(key)
+        if found is None:
+            attributes: dict[str, Any] = {"db.system.name": system, "db.operation.name": operation}
+            if namespace:
+                attributes["db.namespace"] = namespace
+            if collection:
+                attributes["db.collection.name"] = collection
+            if error_type:
+                attributes["error.type"] = error_type
+            found = self._series.setdefault(key, Series(attributes))
+        return found
+
+    def record(
+        self,
+        series: Series,
+        duration: float,
+        now: float,
+        rows: int,
+        isbn_keys: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        """Count one operation. ``rows`` > 0 marks a write of that many rows."""
+        index = bisect_left(DURATION_BUCKETS, duration)
+        with self.lock:
+            LOAD.tick(now)
+            series.counts[index] += 1
+            series.sum += duration
+            if duration < series.min:
+                series.min = duration
+            if duration > series.max:
+                series.max = duration
+            if rows:
+                series.rows += rows
+                for key in isbn_keys:
+                    count = self.isbn_writes.get(key)
+                    if count is not None:
+                        self.isbn_writes[key] = count + 1
+                    elif len(self.isbn_writes) < self.cardinality_limit:
+                        self.isbn_writes[key] = 1
+                    else:
+                        self.isbn_overflow += 1
+        if self._sdk_histogram is not None and not self.exporter_attached:
+            self._sdk_histogram.record(duration, series.attributes)
+
+    def add_exemplar(self, series: Series, duration: float, trace_id: int, span_id: int) -> None:
+        """Keep the latest sampled span per bucket as that bucket's exemplar."""
+        index = bisect_left(DURATION_BUCKETS, duration)
+        series.exemplars[index] = Exemplar(None, duration, time.time_ns(), span_id, trace_id)
+
+    def count_dropped(self, component: str, n: int = 1) -> None:
+        with self.lock:
+            self._dropped[component] = self._dropped.get(component, 0) + n
+
+    # -- read side --------------------------------------------------------------------------
+
+    def isbn_writes_snapshot(self) -> dict[tuple[str, str, str], int]:
+        """Cumulative writes keyed ``(collection, operation, isbn)``; overflow under isbn ``""``."""
+        with self.lock:
+            snapshot = dict(self.isbn_writes)
+            if self.isbn_overflow:
+                snapshot[("", "", "")] = self.isbn_overflow
+        return snapshot
+
+    def writes_snapshot(self) -> dict[tuple[str, str, str, str], int]:
+        """Cumulative written rows keyed ``(system, namespace, operation, collection)``."""
+        totals: dict[tuple[str, str, str, str], int] = {}
+        with self.lock:
+            for (system, namespace, operation, collection, _), series in self._series.items():
+                if series.rows:
+                    key = (system, namespace or "", operation, collection or "")
+                    totals[key] = totals.get(key, 0) + series.rows
+        return totals
+
+    def operation_counts(self) -> dict[tuple[Any, ...], int]:
+        """Cumulative operation counts per series key (used by tests and the CLI)."""
+        with self.lock:
+            return {key: sum(s.counts) for key, s in self._series.items()}
+
+    def dropped_snapshot(self) -> dict[str, int]:
+        with self.lock:
+            dropped = dict(self._dropped)
+            if self.isbn_overflow:
+                dropped["isbn_cardinality"] = self.isbn_overflow
+        return dropped
+
+    def histogram_points(self, now_ns: int) -> list[HistogramDataPoint]:
+        with self.lock:
+            items = [
+                (s.attributes, list(s.counts), s.sum, s.min, s.max, list(s.exemplars))
+                for s in self._series.values()
+            ]
+        points = []
+        for attributes, counts, total, low, high, exemplars in items:
+            points.append(
+                HistogramDataPoint(
+                    attributes=attributes,
+                    start_time_unix_nano=self.start_time_ns,
+                    time_unix_nano=now_ns,
+                    count=sum(counts),
+                    sum=total,
+                    bucket_counts=counts,
+                    explicit_bounds=DURATION_BUCKETS,
+                    min=low,
+                    max=high,
+                    exemplars=[e for e in exemplars if e is not None],
+                )
+            )
+        return points
+
+    def reset(self) -> None:
+        """Forget everything (tests)."""
+        with self.lock:
+            self._series.clear()
+            self.isbn_writes.clear()
+            self.isbn_overflow = 0
+            self._dropped.clear()
+            self.start_time_ns = time.time_ns()
+
+    # -- SDK wiring -------------------------------------------------------------------------
+
+    def register_instruments(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        """Create dbpulse's observable instruments on ``meter_provider`` (once per provider)."""
+        # The global provider may still be a proxy that is replaced later: key it as "global".
+        key = "global" if meter_provider is None else str(id(meter_provider))
+        if key in self._instruments_for:
+            return
+        self._instruments_for.add(key)
+        provider = meter_provider or metrics.get_meter_provider()
+        meter = provider.get_meter("dbpulse", __version__)
+        meter.create_observable_counter(
+            "dbpulse.db.writes",
+            callbacks=[self._observe_writes],
+            unit="{row}",
+            description="Rows written (INSERT/UPDATE/DELETE/...), by table and operation.",
+        )
+        meter.create_observable_counter(
+            "dbpulse.db.isbn.writes",
+            callbacks=[self._observe_isbn_writes],
+            unit="{row}",
+            description="Rows written per ISBN, up to the cardinality limit, then overflow.",
+        )
+        meter.create_observable_counter(
+            "dbpulse.telemetry.dropped",
+            callbacks=[self._observe_dropped],
+            unit="{item}",
+            description="Telemetry items dbpulse dropped to protect the application.",
+        )
+        meter.create_observable_gauge(
+            "dbpulse.sampler.mode",
+            callbacks=[_observe_mode],
+            description="1 for the adaptive sampler's current mode, 0 for the others.",
+        )
+        meter.create_observable_gauge(
+            "dbpulse.sampler.probability",
+            callbacks=[_observe_probability],
+            description="Probability with which new root spans are kept.",
+        )
+        meter.create_observable_gauge(
+            "dbpulse.db.operation.rate",
+            callbacks=[_observe_rate],
+            unit="{operation}/s",
+            description="Database operations per second seen by dbpulse (last full second).",
+        )
+        if not self.exporter_attached:
+            _log.info(
+                "dbpulse: no AggregatingMetricExporter installed; recording "
+                "db.client.operation.duration through the SDK histogram (slower per call). "
+                "Use dbpulse.configure() or wrap your exporter in AggregatingMetricExporter."
+            )
+            self._sdk_histogram = meter.create_histogram(
+                "db.client.operation.duration",
+                unit="s",
+                description="Duration of database client operations.",
+                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            )
+
+    def _observe_writes(self, _options: CallbackOptions) -> Iterable[Observation]:
+        for (system, namespace, operation, collection), rows in self.writes_snapshot().items():
+            attributes = {"db.system.name": system, "db.operation.name": operation}
+            if namespace:
+                attributes["db.namespace"] = namespace
+            if collection:
+                attributes["db.collection.name"] = collection
+            yield Observation(rows, attributes)
+
+    def _observe_isbn_writes(self, _options: CallbackOptions) -> Iterable[Observation]:
+        for (collection, operation, isbn), rows in self.isbn_writes_snapshot().items():
+            if not isbn:
+                yield Observation(rows, OVERFLOW_ATTRIBUTES)
+                continue
+            attributes = {"book.isbn": isbn, "db.operation.name": operation}
+            if collection:
+                attributes["db.collection.name"] = collection
+            yield Observation(rows, attributes)
+
+    def _observe_dropped(self, _options: CallbackOptions) -> Iterable[Observation]:
+        for component, count in self.dropped_snapshot().items():
+            yield Observation(count, {"dbpulse.component": component})
+
+
+def _observe_mode(_options: CallbackOptions) -> Iterable[Observation]:
+    LOAD.refresh()
+    current = LOAD.mode
+    for mode in ("detailed", "sampled", "aggregated"):
+        yield Observation(1 if mode == current else 0, {"dbpulse.sampler.mode": mode})
+
+
+def _observe_probability(_options: CallbackOptions) -> Iterable[Observation]:
+    yield Observation(LOAD.refresh())
+
+
+def _observe_rate(_options: CallbackOptions) -> Iterable[Observation]:
+    LOAD.refresh()
+    yield Observation(LOAD.last_rate)
+
+
+def _limit_from_env() -> int:
+    text = os.environ.get("DBPULSE_ISBN_CARDINALITY_LIMIT", "").strip()
+    try:
+        return max(1, int(text)) if text else DEFAULT_CARDINALITY_LIMIT
+    except ValueError:
+        _log.warning("dbpulse: DBPULSE_ISBN_CARDINALITY_LIMIT=%r is not an integer", text)
+        return DEFAULT_CARDINALITY_LIMIT
+
+
+OPERATIONS = OperationMetrics(_limit_from_env())
+"""The process-wide aggregate."""
+
+
+class AggregatingMetricExporter(MetricExporter):
+    """Wraps a metric exporter and adds dbpulse's aggregated histogram to every export.
+
+    Example::
+
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        exporter = AggregatingMetricExporter(OTLPMetricExporter())
+        reader = PeriodicExportingMetricReader(exporter)
+
+    Points are cumulative; with an exporter that prefers delta temporality for histograms they
+    are converted to deltas here.
+    """
+
+    def __init__(
+        self,
+        exporter: MetricExporter,
+        operations: OperationMetrics | None = None,
+        resource: Resource | None = None,
+    ) -> None:
+        super().__init__(
+            preferred_temporality=getattr(exporter, "_preferred_temporality", None),
+            preferred_aggregation=getattr(exporter, "_preferred_aggregation", None),
+        )
+        self._exporter = exporter
+        self._operations = operations or OPERATIONS
+        self._operations.exporter_attached = True
+        self._resource = resource
+        preferred = getattr(exporter, "_preferred_temporality", None) or {}
+        self._delta = preferred.get(SdkHistogram) == AggregationTemporality.DELTA
+        self._previous: dict[frozenset[Any], HistogramDataPoint] = {}
+        self._lock = threading.Lock()
+
+    def _points(self) -> tuple[list[HistogramDataPoint], AggregationTemporality]:
+        points = self._operations.histogram_points(time.time_ns())
+        if not self._delta:
+            return points, AggregationTemporality.CUMULATIVE
+        deltas = []
+        with self._lock:
+            for point in points:
+                key = frozenset(point.attributes.items()) if point.attributes else frozenset()
+                before = self._previous.get(key)
+                self._previous[key] = point
+                if before is None:
+                    deltas.append(point)
+                    continue
+                counts = [a - b for a, b in zip(point.bucket_counts, before.bucket_counts)]
+                if not any(counts):
+                    continue
+                deltas.append(
+                    HistogramDataPoint(
+                        attributes=point.attributes,
+                        start_time_unix_nano=before.time_unix_nano,
+                        time_unix_nano=point.time_unix_nano,
+                        count=sum(counts),
+                        sum=point.sum - before.sum,
+                        bucket_counts=counts,
+                        explicit_bounds=point.explicit_bounds,
+                        min=point.min,
+                        max=point.max,
+                        exemplars=point.exemplars,
+                    )
+                )
+        return deltas, AggregationTemporality.DELTA
+
+    def augment(self, metrics_data: MetricsData) -> MetricsData:
+        points, temporality = self._points()
+        if not points:
+            return metrics_data
+        metric = Metric(
+            name="db.client.operation.duration",
+            description="Duration of database client operations.",
+            unit="s",
+            data=Histogram(data_points=points, aggregation_temporality=temporality),
+        )
+        scope_metrics = ScopeMetrics(scope=SCOPE, metrics=[metric], schema_url="")
+        resource_metrics = list(metrics_data.resource_metrics)
+        if resource_metrics:
+            first = resource_metrics[0]
+            resource_metrics[0] = ResourceMetrics(
+                resource=first.resource,
+                scope_metrics=[*first.scope_metrics, scope_metrics],
+                schema_url=first.schema_url,
+            )
+        else:
+            resource = self._resource or Resource.create()
+            resource_metrics = [ResourceMetrics(resource, [scope_metrics], "")]
+        return MetricsData(resource_metrics=resource_metrics)
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            metrics_data = self.augment(metrics_data)
+        except Exception:  # never let dbpulse's part break the application's own metrics
+            _log.exception("dbpulse: could not add the aggregated histogram to this export")
+        return self._exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._exporter.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def histogram_point(points: Sequence[HistogramDataPoint], **attributes: Any) -> Any:
+    """The first point whose attributes include ``attributes`` (tests and the CLI)."""
+    for point in points:
+        if all(point.attributes.get(k) == v for k, v in attributes.items()):
+            return point
+    return None

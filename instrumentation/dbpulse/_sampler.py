@@ -1,0 +1,257 @@
+"""Adaptive sampling: detailed below 100 ops/s, probabilistic up to 1000 ops/s, metrics only above.
+
+The load is the number of database operations dbpulse observed in the last second. Bands map a
+rate to a keep-probability; the defaults follow the predecessor system (see README):
+
+=====================  ===========  ==========
+ops/s                  probability  mode
+=====================  ===========  ==========
+< 100                  1.0          detailed
+100 - 200              0.10         sampled
+200 - 500              0.05         sampled
+500 - 1000             0.01         sampled
+>= 1000                0            aggregated
+=====================  ===========  ==========
+
+``DBPULSE_SAMPLING_BANDS`` overrides them: ``"100:0.1,200:0.05,500:0.01,1000:0"`` means "from
+100 ops/s keep 10%, from 200 keep 5%, ...". The mode escalates within a second as soon as the
+running count crosses a band, and relaxes when a full second was quieter.
+
+Sampling is consistent probability sampling on the low 56 bits of the trace id (the W3C
+"randomness"), with the rejection threshold recorded in ``tracestate`` as ``ot=th:<hex>`` so
+downstream tools can compute adjusted counts. The SDK's ``TraceIdRatioBased`` reads the low
+64 bits instead; a UUIDv4 flow id has fixed variant bits there and would never be sampled at
+rates of 50% or less.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+__all__ = [
+    "DEFAULT_BANDS",
+    "LOAD",
+    "AdaptiveSampler",
+    "LoadMonitor",
+    "adaptive_sampler_from_env",
+    "parse_bands",
+]
+
+DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((100, 0.10), (200, 0.05), (500, 0.01), (1000, 0.0))
+_RANDOMNESS_MASK = (1 << 56) - 1
+_MAX_THRESHOLD = 1 << 56
+
+
+class SamplingConfigError(ValueError):
+    """``DBPULSE_SAMPLING_BANDS`` could not be parsed."""
+
+
+def parse_bands(text: str) -> tuple[tuple[float, float], ...]:
+    """Parse ``"100:0.1,200:0.05"`` into ``((100.0, 0.1), (200.0, 0.05))``.
+
+    Rates must increase and probabilities must lie in [0, 1] and not increase.
+    """
+    bands: list[tuple[float, float]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        rate_text, sep, prob_text = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            rate, prob = float(rate_text), float(prob_text)
+        except ValueError:
+            raise SamplingConfigError(
+                f"DBPULSE_SAMPLING_BANDS: {part!r} is not 'ops_per_second:probability'"
+            ) from None
+        if not 0.0 <= prob <= 1.0 or rate <= 0:
+            raise SamplingConfigError(
+                f"DBPULSE_SAMPLING_BANDS: {part!r} needs a rate > 0 and a probability in [0, 1]"
+            )
+        if bands and (rate <= bands[-1][0] or prob > bands[-1][1]):
+            raise SamplingConfigError(
+                "DBPULSE_SAMPLING_BANDS: rates must increase and probabilities must not"
+            )
+        bands.append((rate, prob))
+    return tuple(bands)
+
+
+def mode_name(probability: float) -> str:
+    if probability >= 1.0:
+        return "detailed"
+    if probability <= 0.0:
+        return "aggregated"
+    return "sampled"
+
+
+class LoadMonitor:
+    """Counts operations per second and derives the keep-probability from the bands.
+
+    ``tick`` runs on every database operation, under the caller's lock (the metrics aggregator
+    holds one anyway), so it is a few attribute reads and one comparison in the common case.
+    """
+
+    __slots__ = (
+        "_bands",
+        "_lock",
+        "count",
+        "last_rate",
+        "next_threshold",
+        "probability",
+        "window_start",
+    )
+
+    def __init__(self, bands: Sequence[tuple[float, float]] = DEFAULT_BANDS) -> None:
+        self._lock = threading.Lock()
+        self.configure(bands)
+
+    def configure(self, bands: Sequence[tuple[float, float]]) -> None:
+        self._bands = tuple(bands)
+        self.window_start = time.perf_counter()
+        self.count = 0
+        self.last_rate = 0.0
+        self.probability = 1.0
+        self.next_threshold = self._next_stricter()
+
+    def _next_stricter(self) -> float:
+        """The rate at which the next band with a lower probability starts."""
+        for band_rate, band_prob in self._bands:
+            if band_prob < self.probability:
+                return band_rate
+        return float("inf")
+
+    def _probability_at(self, rate: float) -> float:
+        probability = 1.0
+        for band_rate, band_prob in self._bands:
+            if rate >= band_rate:
+                probability = band_prob
+        return probability
+
+    def tick(self, now: float) -> None:
+        """Count one operation finished at ``now`` (``time.perf_counter()``). Caller holds a lock."""
+        if now - self.window_start >= 1.0:
+            self._roll(now)
+        self.count += 1
+        if self.count >= self.next_threshold:
+            # Escalate within the second: a burst must not wait a full window to be damped.
+            self.probability = min(self.probability, self._probability_at(self.count))
+            self.next_threshold = self._next_stricter()
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self.window_start
+        self.last_rate = self.count / elapsed if elapsed > 0 else 0.0
+        self.window_start = now
+        self.count = 0
+        self.probability = self._probability_at(self.last_rate)
+        self.next_threshold = self._next_stricter()
+
+    def refresh(self) -> float:
+        """Roll the window if it expired (no operations lately) and return the probability."""
+        now = time.perf_counter()
+        if now - self.window_start >= 1.0:
+            with self._lock:
+                if now - self.window_start >= 1.0:
+                    self._roll(now)
+        return self.probability
+
+    @property
+    def mode(self) -> str:
+        return mode_name(self.probability)
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+
+def _bands_from_env() -> tuple[tuple[float, float], ...]:
+    text = os.environ.get("DBPULSE_SAMPLING_BANDS", "").strip()
+    return parse_bands(text) if text else DEFAULT_BANDS
+
+
+LOAD = LoadMonitor(_bands_from_env())
+"""The process-wide load monitor fed by every dbpulse instrumentor."""
+
+
+def threshold_for(probability: float) -> int:
+    """Rejection threshold on 56-bit randomness: keep when ``randomness >= threshold``."""
+    if probability >= 1.0:
+        return 0
+    if probability <= 0.0:
+        return _MAX_THRESHOLD
+    return min(_MAX_THRESHOLD, round((1.0 - probability) * _MAX_THRESHOLD))
+
+
+def encode_threshold(threshold: int) -> str:
+    """OpenTelemetry ``th`` value: 14 hex digits, trailing zeros removed, ``0`` for always."""
+    if threshold <= 0:
+        return "0"
+    return f"{threshold:014x}".rstrip("0") or "0"
+
+
+class AdaptiveSampler(Sampler):
+    """Root sampler whose keep-probability follows :data:`LOAD`. Wrap it in ``ParentBased``."""
+
+    def __init__(self, load: LoadMonitor | None = None) -> None:
+        self._load = load or LOAD
+        self._cache: dict[float, tuple[int, str]] = {}
+
+    def _threshold(self, probability: float) -> tuple[int, str]:
+        cached = self._cache.get(probability)
+        if cached is None:
+            threshold = threshold_for(probability)
+            cached = (threshold, encode_threshold(threshold))
+            self._cache[probability] = cached
+        return cached
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        probability = self._load.refresh()
+        threshold, encoded = self._threshold(probability)
+        parent_state = get_current_span(parent_context).get_span_context().trace_state
+        if probability > 0.0 and (trace_id & _RANDOMNESS_MASK) >= threshold:
+            state = _with_threshold(parent_state, encoded)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
+        return SamplingResult(Decision.DROP, None, parent_state)
+
+    def get_description(self) -> str:
+        return f"DbpulseAdaptive{{mode={self._load.mode},p={self._load.probability}}}"
+
+
+def _with_threshold(state: TraceState | None, encoded: str) -> TraceState:
+    entry = f"th:{encoded}"
+    if state is None:
+        return TraceState([("ot", entry)])
+    existing = state.get("ot")
+    if existing:
+        kept = [kv for kv in existing.split(";") if kv and not kv.startswith("th:")]
+        entry = ";".join([entry, *kept])
+        return state.update("ot", entry)
+    return state.add("ot", entry)
+
+
+def adaptive_sampler_from_env(_arg: str | None = None) -> Sampler:
+    """Entry point for ``OTEL_TRACES_SAMPLER=dbpulse_adaptive``: ``ParentBased(AdaptiveSampler)``."""
+    return ParentBased(AdaptiveSampler(LOAD))

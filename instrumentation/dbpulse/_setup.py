@@ -1,0 +1,250 @@
+"""Turning dbpulse on: instrumentors, and the SDK pipeline they export through.
+
+``instrument()`` patches the drivers; ``configure()`` builds the OpenTelemetry SDK providers the
+way ``opentelemetry-instrument`` does with dbpulse installed (OTLP exporters from the standard
+``OTEL_*`` variables, the adaptive sampler, flow-aware trace ids, the aggregated histogram, the
+viz feed when ``DBPULSE_VIZ_URL`` is set).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler
+
+from dbpulse._core import STATE, set_extractor
+from dbpulse._isbn import EntityExtractor, IsbnExtractor
+from dbpulse._metrics import OPERATIONS, AggregatingMetricExporter
+from dbpulse._sampler import LOAD, AdaptiveSampler
+
+__all__ = [
+    "SYSTEMS",
+    "Telemetry",
+    "configure",
+    "instrument",
+    "is_enabled",
+    "set_enabled",
+    "uninstrument",
+]
+
+_log = logging.getLogger(__name__)
+
+SYSTEMS = ("sqlite", "postgresql", "redis")
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigurationError(ValueError):
+    """A dbpulse setting is invalid; the message names the variable and what it accepts."""
+
+
+def _instrumentors(systems: Iterable[str]) -> list[Any]:
+    found = []
+    for system in systems:
+        if system == "sqlite":
+            from dbpulse._sqlite import SQLite3Instrumentor
+
+            found.append(SQLite3Instrumentor())
+        elif system == "postgresql":
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                continue
+            from dbpulse._psycopg import PsycopgInstrumentor
+
+            found.append(PsycopgInstrumentor())
+        elif system == "redis":
+            try:
+                from dbpulse._redis import RedisInstrumentor
+            except ImportError:
+                continue
+            found.append(RedisInstrumentor())
+        else:
+            raise ConfigurationError(f"unknown database system {system!r}; choose from {SYSTEMS}")
+    return found
+
+
+_DEFAULT_EXTRACTOR: Any = object()
+
+
+def instrument(
+    *,
+    systems: Sequence[str] = SYSTEMS,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    extractor: EntityExtractor | None = _DEFAULT_EXTRACTOR,
+) -> None:
+    """Instrument the installed drivers among ``systems`` (sqlite3, psycopg, redis-py).
+
+    Example::
+
+        import dbpulse
+        dbpulse.configure(service_name="collector")   # SDK + OTLP, or bring your own providers
+        dbpulse.instrument()
+
+    ``extractor`` chooses the entity-key extractor (default: ISBNs; ``None``: no keys).
+    """
+    if extractor is not _DEFAULT_EXTRACTOR:
+        set_extractor(extractor)
+    for instrumentor in _instrumentors(systems):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+def uninstrument(*, systems: Sequence[str] = SYSTEMS) -> None:
+    """Undo :func:`instrument`; connections already open stop being observed too."""
+    for instrumentor in _instrumentors(systems):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
+def set_enabled(enabled: bool) -> None:
+    """Switch all dbpulse observation on or off at run time (off costs one flag check)."""
+    STATE.set_enabled(enabled)
+
+
+def is_enabled() -> bool:
+    return STATE.enabled
+
+
+def enabled_from_env() -> bool:
+    return os.environ.get("DBPULSE_ENABLED", "true").strip().lower() not in _FALSE
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """``BatchSpanProcessor`` that also counts spans dropped on a full queue into
+    ``dbpulse.telemetry.dropped{dbpulse.component="span_queue"}``."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            processor = self._batch_processor
+            if len(processor._queue) >= processor._max_queue_size:
+                OPERATIONS.count_dropped("span_queue")
+        except Exception:
+            pass
+        super().on_end(span)
+
+
+@dataclass
+class Telemetry:
+    """The providers :func:`configure` built. ``shutdown()`` flushes and stops them."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+
+    def force_flush(self, timeout_millis: int = 10_000) -> None:
+        self.tracer_provider.force_flush(timeout_millis)
+        self.meter_provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def _id_generator() -> IdGenerator:
+    try:
+        from dbpulse._ids import FlowIdGenerator
+    except ImportError:
+        return RandomIdGenerator()
+    return FlowIdGenerator()  # type: ignore[no-any-return]
+
+
+def _viz_processor() -> SpanProcessor | None:
+    if not os.environ.get("DBPULSE_VIZ_URL"):
+        return None
+    try:
+        from dbpulse.viz import VizFeedProcessor
+
+        return VizFeedProcessor.from_env()  # type: ignore[no-any-return]
+    except Exception:
+        _log.warning("dbpulse: DBPULSE_VIZ_URL is set but the viz feed could not start", exc_info=True)
+        return None
+
+
+def _metric_readers(
+    names: Sequence[str], resource: Resource, exporter: MetricExporter | None
+) -> list[MetricReader]:
+    readers: list[MetricReader] = []
+    if exporter is not None:
+        wrapped = AggregatingMetricExporter(exporter, resource=resource)
+        return [PeriodicExportingMetricReader(wrapped)]
+    _, classes, _ = _import_exporters([], names, [])
+    for cls in classes.values():
+        if issubclass(cls, MetricReader):
+            readers.append(cls())
+        else:
+            wrapped = AggregatingMetricExporter(cls(), resource=resource)
+            readers.append(PeriodicExportingMetricReader(wrapped))
+    return readers
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    resource: Resource | None = None,
+    sampler: Sampler | None = None,
+    span_exporter: Any = None,
+    metric_exporter: MetricExporter | None = None,
+    span_processors: Sequence[SpanProcessor] = (),
+    set_global: bool = True,
+) -> Telemetry:
+    """Build the SDK providers from the ``OTEL_*`` environment (like ``opentelemetry-instrument``).
+
+    Example::
+
+        import dbpulse
+        telemetry = dbpulse.configure(service_name="isbn-collector")
+        dbpulse.instrument()
+        ...
+        telemetry.shutdown()
+
+    Traces: ``OTEL_TRACES_EXPORTER`` (default ``otlp``), sampler ``ParentBased(adaptive)``,
+    flow-aware trace ids, the viz feed when ``DBPULSE_VIZ_URL`` is set. Metrics:
+    ``OTEL_METRICS_EXPORTER`` (default ``otlp``), each exporter wrapped in
+    :class:`~dbpulse.AggregatingMetricExporter`. ``span_exporter``/``metric_exporter`` replace
+    the environment's choice (tests, custom backends).
+    """
+    if service_name:
+        os.environ.setdefault("OTEL_SERVICE_NAME", service_name)
+    resource = resource or Resource.create()
+    tracer_provider = TracerProvider(
+        resource=resource,
+        sampler=sampler or ParentBased(AdaptiveSampler(LOAD)),
+        id_generator=_id_generator(),
+    )
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
+    viz = _viz_processor()
+    if viz is not None:
+        tracer_provider.add_span_processor(viz)
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(CountingBatchSpanProcessor(span_exporter))
+    else:
+        classes, _, _ = _import_exporters(_get_exporter_names("traces"), [], [])
+        for cls in classes.values():
+            tracer_provider.add_span_processor(CountingBatchSpanProcessor(cls()))
+    readers = _metric_readers(_get_exporter_names("metrics"), resource, metric_exporter)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    if set_global:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+    OPERATIONS.register_instruments(None if set_global else meter_provider)
+    return Telemetry(tracer_provider, meter_provider)
+
+
+__all__ += ["ConfigurationError", "CountingBatchSpanProcessor", "IsbnExtractor"]

@@ -1,0 +1,327 @@
+"""Instrumentation of the standard library's ``sqlite3``.
+
+Usage::
+
+    import sqlite3
+    from dbpulse import SQLite3Instrumentor
+
+    SQLite3Instrumentor().instrument()
+    conn = sqlite3.connect("books.db")          # instrumented
+    conn.execute("INSERT INTO books(isbn) VALUES (?)", ("9780140449136",))
+
+    legacy = SQLite3Instrumentor.instrument_connection(conn_made_before)
+
+Every path an application takes is observed once: ``Connection.execute``, ``executemany``,
+``executescript`` and the same methods on cursors. ``sqlite3.connect`` is patched to pass a
+``factory`` that subclasses the application's own (default ``sqlite3.Connection``), so
+connections stay real ``sqlite3.Connection`` objects. Connections made before instrumenting
+are wrapped by :meth:`SQLite3Instrumentor.instrument_connection`. ``uninstrument()`` and
+``dbpulse.set_enabled(False)`` stop the work on connections already open: each method checks
+one flag and calls straight through.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Collection
+from operator import attrgetter
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from dbpulse import _stock
+from dbpulse._core import Database, Switch, database, statement, traced_batch, traced_call
+from dbpulse._metrics import OPERATIONS
+
+__all__ = ["SQLite3Instrumentor"]
+
+SWITCH = Switch("sqlite")
+_SYSTEM = "sqlite"
+_original_connect = sqlite3.connect
+_rowcount = attrgetter("rowcount")
+_FACTORY_POSITION = 5  # sqlite3.connect(database, timeout, detect_types, isolation_level,
+# check_same_thread, factory, ...)
+
+
+def namespace_of(database_arg: Any) -> str:
+    """``db.namespace`` for SQLite: the file name without directories, ``:memory:`` as is."""
+    try:
+        text = os.fsdecode(database_arg)
+    except TypeError:
+        return str(database_arg)
+    if text.startswith("file:"):
+        text = text[5:].split("?", 1)[0]
+    if text in ("", ":memory:"):
+        return ":memory:"
+    return os.path.basename(text) or text
+
+
+def _database_for(database_arg: Any) -> Database:
+    return database(_SYSTEM, namespace_of(database_arg))
+
+
+class _CursorMixin:
+    """Methods of an instrumented cursor; ``_dbpulse_db`` is set by the connection."""
+
+    _dbpulse_db: Database
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        if not SWITCH.on or type(sql) is not str:
+            return super().execute(sql, parameters)  # type: ignore[misc]
+        return traced_call(
+            SWITCH,
+            self._dbpulse_db,
+            statement(_SYSTEM, sql),
+            parameters,
+            super().execute,  # type: ignore[misc]
+            sql,
+            parameters,
+            rowcount=_rowcount,
+        )
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
+        if not SWITCH.on or type(sql) is not str:
+            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+        return traced_batch(
+            SWITCH,
+            self._dbpulse_db,
+            statement(_SYSTEM, sql),
+            seq_of_parameters,
+            super().executemany,  # type: ignore[misc]
+            sql,
+            rowcount=_rowcount,
+        )
+
+    def executescript(self, sql_script: str, /) -> Any:
+        if not SWITCH.on or type(sql_script) is not str:
+            return super().executescript(sql_script)  # type: ignore[misc]
+        return traced_call(
+            SWITCH,
+            self._dbpulse_db,
+            statement(_SYSTEM, sql_script),
+            None,
+            super().executescript,  # type: ignore[misc]
+            sql_script,
+        )
+
+
+_cursor_classes: dict[type, type] = {}
+
+
+def _instrumented_cursor_class(factory: type) -> type:
+    if issubclass(factory, _CursorMixin):
+        return factory
+    found = _cursor_classes.get(factory)
+    if found is None:
+        found = type(f"Instrumented{factory.__name__}", (_CursorMixin, factory), {})
+        _cursor_classes[factory] = found
+    return found
+
+
+class _ConnectionMixin:
+    """Methods of an instrumented connection class (a subclass of the application's factory)."""
+
+    _dbpulse_db: Database
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dbpulse_db = _database_for(args[0] if args else kwargs.get("database", ""))
+
+    def cursor(self, factory: type | None = None) -> Any:
+        cursor_class = _CURSOR if factory is None else _instrumented_cursor_class(factory)
+        cursor = super().cursor(cursor_class)  # type: ignore[misc]
+        cursor._dbpulse_db = self._dbpulse_db
+        return cursor
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        # Connection.execute runs the statement in C without calling our cursor().execute, so
+        # observing it here counts it exactly once.
+        if not SWITCH.on or type(sql) is not str:
+            return super().execute(sql, parameters)  # type: ignore[misc]
+        return traced_call(
+            SWITCH,
+            self._dbpulse_db,
+            statement(_SYSTEM, sql),
+            parameters,
+            super().execute,  # type: ignore[misc]
+            sql,
+            parameters,
+            rowcount=_rowcount,
+        )
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
+        if not SWITCH.on or type(sql) is not str:
+            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+        return traced_batch(
+            SWITCH,
+            self._dbpulse_db,
+            statement(_SYSTEM, sql),
+            seq_of_parameters,
+            super().executemany,  # type: ignore[misc]
+            sql,
+            rowcount=_rowcount,
+        )
+
+    def executescript(self, sql_script: str, /) -> Any:
+        if not SWITCH.on or type(sql_script) is not str:
+            return super().executescript(sql_script)  # type: ignore[misc]
+        return traced_call(
+            SWITCH,
+            self._dbpulse_db,
+            statement(_SYSTEM, sql_script),
+            None,
+            super().executescript,  # type: ignore[misc]
+            sql_script,
+        )
+
+
+_CURSOR = _instrumented_cursor_class(sqlite3.Cursor)
+_connection_classes: dict[type, type] = {}
+
+
+def _instrumented_connection_class(factory: type) -> type:
+    if issubclass(factory, _ConnectionMixin):
+        return factory
+    found = _connection_classes.get(factory)
+    if found is None:
+        found = type(f"Instrumented{factory.__name__}", (_ConnectionMixin, factory), {})
+        _connection_classes[factory] = found
+    return found
+
+
+InstrumentedConnection = _instrumented_connection_class(sqlite3.Connection)
+
+
+def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+    """``sqlite3.connect`` with an instrumented connection factory."""
+    if len(args) > _FACTORY_POSITION:
+        args = list(args)  # type: ignore[assignment]
+        args[_FACTORY_POSITION] = _instrumented_connection_class(args[_FACTORY_POSITION])  # type: ignore[index]
+        args = tuple(args)
+    else:
+        factory = kwargs.get("factory") or sqlite3.Connection
+        kwargs["factory"] = _instrumented_connection_class(factory)
+    return _original_connect(*args, **kwargs)
+
+
+class _ConnectionProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a connection made before instrumenting (a C object whose class can't change)."""
+
+    def __init__(self, connection: sqlite3.Connection, db: Database) -> None:
+        super().__init__(connection)
+        self._self_db = db
+
+    def cursor(self, factory: type | None = None) -> Any:
+        cursor_class = _instrumented_cursor_class(factory or sqlite3.Cursor)
+        cursor = self.__wrapped__.cursor(cursor_class)
+        cursor._dbpulse_db = self._self_db
+        return cursor
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        conn = self.__wrapped__
+        if not SWITCH.on or type(sql) is not str:
+            return conn.execute(sql, parameters)
+        return traced_call(
+            SWITCH,
+            self._self_db,
+            statement(_SYSTEM, sql),
+            parameters,
+            conn.execute,
+            sql,
+            parameters,
+            rowcount=_rowcount,
+        )
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
+        conn = self.__wrapped__
+        if not SWITCH.on or type(sql) is not str:
+            return conn.executemany(sql, seq_of_parameters)
+        return traced_batch(
+            SWITCH,
+            self._self_db,
+            statement(_SYSTEM, sql),
+            seq_of_parameters,
+            conn.executemany,
+            sql,
+            rowcount=_rowcount,
+        )
+
+    def executescript(self, sql_script: str, /) -> Any:
+        conn = self.__wrapped__
+        if not SWITCH.on or type(sql_script) is not str:
+            return conn.executescript(sql_script)
+        return traced_call(
+            SWITCH,
+            self._self_db,
+            statement(_SYSTEM, sql_script),
+            None,
+            conn.executescript,
+            sql_script,
+        )
+
+    def __enter__(self) -> Any:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.__wrapped__.__exit__(*exc)
+
+
+def _main_database_file(connection: sqlite3.Connection) -> str:
+    try:
+        for _, name, path in connection.execute("PRAGMA database_list"):
+            if name == "main":
+                return str(path or ":memory:")
+    except Exception:
+        pass
+    return ":memory:"
+
+
+class SQLite3Instrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments ``sqlite3`` (stdlib): spans, exact metrics and ISBN keys for every call."""
+
+    _stock: Any = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return []
+
+    def _instrument(self, **kwargs: Any) -> None:
+        # Take over the stock instrumentor before patching, so its wrapper never sits under ours.
+        type(self)._stock = _stock.take_over(
+            "opentelemetry.instrumentation.sqlite3", "SQLite3Instrumentor"
+        )
+        OPERATIONS.register_instruments(kwargs.get("meter_provider"))
+        SWITCH.set_instrumented(True, kwargs.get("tracer_provider"))
+        sqlite3.connect = _connect  # type: ignore[assignment]
+        sqlite3.dbapi2.connect = _connect  # type: ignore[assignment]
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        SWITCH.set_instrumented(False)
+        sqlite3.connect = _original_connect
+        sqlite3.dbapi2.connect = _original_connect
+        _stock.release(type(self)._stock)
+        type(self)._stock = None
+
+    @staticmethod
+    def instrument_connection(connection: Any, tracer_provider: Any = None) -> Any:
+        """Return ``connection`` observed by dbpulse.
+
+        A connection made by an instrumented ``sqlite3.connect`` is returned as it is; any other
+        is wrapped in a proxy that behaves like it. Calls are observed while dbpulse's SQLite
+        instrumentation is on (``SQLite3Instrumentor().instrument()`` or ``dbpulse.instrument()``).
+        """
+        if not SWITCH.instrumented:
+            OPERATIONS.register_instruments()
+            SWITCH.set_instrumented(True, tracer_provider)
+        if isinstance(connection, _ConnectionMixin | _ConnectionProxy):
+            return connection
+        db = _database_for(_main_database_file(connection))
+        return _ConnectionProxy(connection, db)
+
+    @staticmethod
+    def uninstrument_connection(connection: Any) -> Any:
+        if isinstance(connection, _ConnectionProxy):
+            return connection.__wrapped__
+        return connection
