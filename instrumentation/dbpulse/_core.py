@@ -38,6 +38,7 @@ __all__ = [
     "Switch",
     "database",
     "statement",
+    "statement_cache",
     "traced_call",
 ]
 
@@ -206,23 +207,30 @@ def database(
     return found
 
 
-_STATEMENTS: dict[tuple[str, str], Statement] = {}
+_STATEMENTS: dict[str, dict[str, Statement]] = {}
+
+
+def statement_cache(system: str) -> dict[str, Statement]:
+    """The statement cache of one system; instrumentors read it directly on the hot path
+    (``cache.get(sql) or statement(system, sql)``)."""
+    return _STATEMENTS.setdefault(system, {})
 
 
 def statement(system: str, sql: str) -> Statement:
     """The cached :class:`Statement` for ``sql`` (bounded cache, cleared when full)."""
-    key = (system, sql)
-    found = _STATEMENTS.get(key)
+    cache = statement_cache(system)
+    found = cache.get(sql)
     if found is None:
-        if len(_STATEMENTS) >= _STATEMENT_CACHE_SIZE:
-            _STATEMENTS.clear()
+        if len(cache) >= _STATEMENT_CACHE_SIZE:
+            cache.clear()
         found = Statement(sql, STATE.extractor)
-        _STATEMENTS[key] = found
+        cache[sql] = found
     return found
 
 
 def clear_statement_cache() -> None:
-    _STATEMENTS.clear()
+    for cache in _STATEMENTS.values():
+        cache.clear()
 
 
 _warned: set[str] = set()
@@ -319,11 +327,11 @@ class Call:
         """Read the keys of a single call and start its span if it would be kept."""
         stmt = self.stmt
         try:
-            if (stmt.is_write or stmt.literal_keys) and STATE.extractor is not None:
-                keys = stmt.literal_keys
-                if params is not None:
-                    keys = _merge(keys, _guarded_keys(STATE.extractor.from_params, params))
-                self.keys = keys
+            if params is not None and stmt.is_write and STATE.extractor is not None:
+                keys = _guarded_keys(STATE.extractor.from_params, params)
+                self.keys = _merge(stmt.literal_keys, keys)
+            elif not self.keys:
+                self.keys = stmt.literal_keys
             if _want_span():
                 self.span = switch.tracer.start_span(
                     stmt.span_name,
@@ -380,19 +388,13 @@ class Call:
             if stmt.is_write:
                 rows = rowcount if rowcount >= 0 else (1 if self.rows is None else self.rows)
             series = stmt.series_for(self.db, None)
-            if rows and self.keys:
-                collection = stmt.collection or ""
-                operation = stmt.operation
-                per_row = self.per_row if self.per_row is not None else [self.keys]
-                OPERATIONS.record(
-                    series,
-                    duration,
-                    end,
-                    rows,
-                    [(collection, operation, k) for keys in per_row for k in keys],
-                )
+            if not stmt.is_write:
+                OPERATIONS.record(series, duration, end, 0, (), stmt)
+            elif self.per_row is None:
+                OPERATIONS.record(series, duration, end, rows, self.keys, stmt)
             else:
-                OPERATIONS.record(series, duration, end, rows)
+                flat = tuple(k for keys in self.per_row for k in keys)
+                OPERATIONS.record(series, duration, end, rows, flat, stmt)
             span = self.span
             if span is not None:
                 if counter is not None:
@@ -410,7 +412,7 @@ class Call:
         try:
             error_type = error_type_of(exc)
             series = self.stmt.series_for(self.db, error_type)
-            OPERATIONS.record(series, duration, end, 0)
+            OPERATIONS.record(series, duration, end, 0, (), self.stmt)
             span = self.span
             if span is not None:
                 # The exception message may quote parameter values (PostgreSQL's
@@ -435,9 +437,66 @@ def traced_call(
 
     ``params`` are the call's parameters (read for entity keys only). ``rowcount`` reads the
     number of affected rows from the result; without it a write counts one row.
+
+    This is the hot path, written once and measured (benchmarks/overhead.py): with no span it
+    is a context read, one key extraction for writes, two clock reads and one locked update.
     """
+    keys = ()
+    if stmt.is_write:
+        extractor = STATE.extractor
+        if extractor is not None and params:
+            try:
+                keys = extractor.from_params(params)
+            except Exception:
+                keys = _extractor_failed()
+        literal = stmt.literal_keys
+        if literal:
+            keys = _merge(literal, keys)
+    span = _current_context().get(_SPAN_KEY)
+    if LOAD.probability > 0.0 or (span is not None and span.get_span_context().is_valid):
+        return _traced_with_span(switch, db, stmt, params, keys, fn, args, rowcount)
+    start = _perf_counter()
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        _failed(db, stmt, None, start, exc)
+        raise
+    end = _perf_counter()
+    try:
+        rows = 0
+        if stmt.is_write:
+            rows = rowcount(result) if rowcount is not None else 1
+            if rows < 0:
+                rows = 1
+        series = stmt.series.get(db) or stmt.series_for(db, None)
+        OPERATIONS.record(series, end - start, end, rows, keys, stmt)
+    except Exception:
+        _warn_once("could not record an operation")
+    return result
+
+
+def _extractor_failed() -> tuple[str, ...]:
+    OPERATIONS.count_dropped("extractor_error")
+    _warn_once("the entity-key extractor raised; its keys are skipped")
+    return ()
+
+
+def _traced_with_span(
+    switch: Switch,
+    db: Database,
+    stmt: Statement,
+    params: Any,
+    keys: tuple[str, ...],
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    rowcount: Callable[[Any], int] | None,
+) -> R:
+    """The slower half of :func:`traced_call`, when a span would be kept."""
     call = Call(db, stmt)
-    call.begin(switch, params)
+    call.keys = keys
+    if not stmt.is_write and stmt.literal_keys:
+        call.keys = stmt.literal_keys
+    call.begin(switch, None)
     try:
         result = fn(*args)
     except BaseException as exc:
@@ -476,6 +535,13 @@ def _count(rowcount: Callable[[Any], int] | None, result: Any) -> int:
         return int(rowcount(result))
     except Exception:
         return -1
+
+
+def _failed(db: Database, stmt: Statement, span: Any, start: float, exc: BaseException) -> None:
+    call = Call(db, stmt)
+    call.start = start
+    call.span = span
+    call.failed(exc)
 
 
 def _flatten(per_row: list[tuple[str, ...]]) -> tuple[str, ...]:

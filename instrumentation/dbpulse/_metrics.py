@@ -130,30 +130,50 @@ class OperationMetrics:
         duration: float,
         now: float,
         rows: int,
-        isbn_keys: Iterable[tuple[str, str, str]] = (),
+        keys: tuple[str, ...],
+        stmt: Any,
     ) -> None:
-        """Count one operation. ``rows`` > 0 marks a write of that many rows."""
+        """Count one operation of ``stmt``; ``rows`` > 0 marks a write of that many rows and
+        ``keys`` the entity keys it wrote (one count per key occurrence)."""
         index = bisect_left(DURATION_BUCKETS, duration)
-        with self.lock:
-            LOAD.tick(now)
+        load = LOAD
+        lock = self.lock
+        lock.acquire()
+        try:
+            # LoadMonitor.tick, inlined: this runs on every database call.
+            if now - load.window_start >= 1.0:
+                load._roll(now)
+            load.count += 1
+            if load.count >= load.next_threshold:
+                load.escalate()
             series.counts[index] += 1
             series.sum += duration
-            if duration < series.min:
-                series.min = duration
             if duration > series.max:
                 series.max = duration
+            if duration < series.min:
+                series.min = duration
             if rows:
                 series.rows += rows
-                for key in isbn_keys:
-                    count = self.isbn_writes.get(key)
-                    if count is not None:
-                        self.isbn_writes[key] = count + 1
-                    elif len(self.isbn_writes) < self.cardinality_limit:
-                        self.isbn_writes[key] = 1
-                    else:
-                        self.isbn_overflow += 1
+                if keys:
+                    self._count_keys(stmt, keys)
+        finally:
+            lock.release()
         if self._sdk_histogram is not None and not self.exporter_attached:
             self._sdk_histogram.record(duration, series.attributes)
+
+    def _count_keys(self, stmt: Any, keys: tuple[str, ...]) -> None:
+        collection = stmt.collection or ""
+        operation = stmt.operation
+        writes = self.isbn_writes
+        for key in keys:
+            slot = (collection, operation, key)
+            count = writes.get(slot)
+            if count is not None:
+                writes[slot] = count + 1
+            elif len(writes) < self.cardinality_limit:
+                writes[slot] = 1
+            else:
+                self.isbn_overflow += 1
 
     def add_exemplar(self, series: Series, duration: float, trace_id: int, span_id: int) -> None:
         """Keep the latest sampled span per bucket as that bucket's exemplar."""

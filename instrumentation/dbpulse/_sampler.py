@@ -148,9 +148,12 @@ class LoadMonitor:
             self._roll(now)
         self.count += 1
         if self.count >= self.next_threshold:
-            # Escalate within the second: a burst must not wait a full window to be damped.
-            self.probability = min(self.probability, self._probability_at(self.count))
-            self.next_threshold = self._next_stricter()
+            self.escalate()
+
+    def escalate(self) -> None:
+        """The running count crossed a band: a burst must not wait a full window to be damped."""
+        self.probability = min(self.probability, self._probability_at(self.count))
+        self.next_threshold = self._next_stricter()
 
     def _roll(self, now: float) -> None:
         elapsed = now - self.window_start

@@ -239,6 +239,9 @@ def configure(
         for cls in classes.values():
             tracer_provider.add_span_processor(CountingBatchSpanProcessor(cls()))
     readers = _metric_readers(_get_exporter_names("metrics"), resource, metric_exporter)
+    # configure() owns the pipeline: every exporter it made carries the aggregated histogram
+    # (with OTEL_METRICS_EXPORTER=none there is nothing to carry it to).
+    OPERATIONS.exporter_attached = True
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     if set_global:
         trace.set_tracer_provider(tracer_provider)

@@ -32,13 +32,22 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from dbpulse import _stock
-from dbpulse._core import Database, Switch, database, statement, traced_batch, traced_call
+from dbpulse._core import (
+    Database,
+    Switch,
+    database,
+    statement,
+    statement_cache,
+    traced_batch,
+    traced_call,
+)
 from dbpulse._metrics import OPERATIONS
 
 __all__ = ["SQLite3Instrumentor"]
 
 SWITCH = Switch("sqlite")
 _SYSTEM = "sqlite"
+_STATEMENTS = statement_cache(_SYSTEM)
 _original_connect = sqlite3.connect
 _rowcount = attrgetter("rowcount")
 _FACTORY_POSITION = 5  # sqlite3.connect(database, timeout, detect_types, isolation_level,
@@ -62,20 +71,33 @@ def _database_for(database_arg: Any) -> Database:
     return database(_SYSTEM, namespace_of(database_arg))
 
 
+def _bases(factory: type) -> dict[str, Any]:
+    """The factory's own methods, stored on the subclass so the hot path calls them without
+    ``super()`` (0.15 µs per call)."""
+    return {
+        f"_dbp_{name}": staticmethod(getattr(factory, name))
+        for name in ("execute", "executemany", "executescript")
+    }
+
+
 class _CursorMixin:
     """Methods of an instrumented cursor; ``_dbpulse_db`` is set by the connection."""
 
     _dbpulse_db: Database
+    _dbp_execute: Any
+    _dbp_executemany: Any
+    _dbp_executescript: Any
 
     def execute(self, sql: str, parameters: Any = (), /) -> Any:
         if not SWITCH.on or type(sql) is not str:
-            return super().execute(sql, parameters)  # type: ignore[misc]
+            return self._dbp_execute(self, sql, parameters)
         return traced_call(
             SWITCH,
             self._dbpulse_db,
-            statement(_SYSTEM, sql),
+            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             parameters,
-            super().execute,  # type: ignore[misc]
+            self._dbp_execute,
+            self,
             sql,
             parameters,
             rowcount=_rowcount,
@@ -83,26 +105,28 @@ class _CursorMixin:
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
         if not SWITCH.on or type(sql) is not str:
-            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+            return self._dbp_executemany(self, sql, seq_of_parameters)
         return traced_batch(
             SWITCH,
             self._dbpulse_db,
-            statement(_SYSTEM, sql),
+            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             seq_of_parameters,
-            super().executemany,  # type: ignore[misc]
+            self._dbp_executemany,
+            self,
             sql,
             rowcount=_rowcount,
         )
 
     def executescript(self, sql_script: str, /) -> Any:
         if not SWITCH.on or type(sql_script) is not str:
-            return super().executescript(sql_script)  # type: ignore[misc]
+            return self._dbp_executescript(self, sql_script)
         return traced_call(
             SWITCH,
             self._dbpulse_db,
-            statement(_SYSTEM, sql_script),
+            _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
             None,
-            super().executescript,  # type: ignore[misc]
+            self._dbp_executescript,
+            self,
             sql_script,
         )
 
@@ -115,7 +139,7 @@ def _instrumented_cursor_class(factory: type) -> type:
         return factory
     found = _cursor_classes.get(factory)
     if found is None:
-        found = type(f"Instrumented{factory.__name__}", (_CursorMixin, factory), {})
+        found = type(f"Instrumented{factory.__name__}", (_CursorMixin, factory), _bases(factory))
         _cursor_classes[factory] = found
     return found
 
@@ -124,6 +148,9 @@ class _ConnectionMixin:
     """Methods of an instrumented connection class (a subclass of the application's factory)."""
 
     _dbpulse_db: Database
+    _dbp_execute: Any
+    _dbp_executemany: Any
+    _dbp_executescript: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,13 +166,14 @@ class _ConnectionMixin:
         # Connection.execute runs the statement in C without calling our cursor().execute, so
         # observing it here counts it exactly once.
         if not SWITCH.on or type(sql) is not str:
-            return super().execute(sql, parameters)  # type: ignore[misc]
+            return self._dbp_execute(self, sql, parameters)
         return traced_call(
             SWITCH,
             self._dbpulse_db,
-            statement(_SYSTEM, sql),
+            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             parameters,
-            super().execute,  # type: ignore[misc]
+            self._dbp_execute,
+            self,
             sql,
             parameters,
             rowcount=_rowcount,
@@ -153,26 +181,28 @@ class _ConnectionMixin:
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
         if not SWITCH.on or type(sql) is not str:
-            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+            return self._dbp_executemany(self, sql, seq_of_parameters)
         return traced_batch(
             SWITCH,
             self._dbpulse_db,
-            statement(_SYSTEM, sql),
+            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             seq_of_parameters,
-            super().executemany,  # type: ignore[misc]
+            self._dbp_executemany,
+            self,
             sql,
             rowcount=_rowcount,
         )
 
     def executescript(self, sql_script: str, /) -> Any:
         if not SWITCH.on or type(sql_script) is not str:
-            return super().executescript(sql_script)  # type: ignore[misc]
+            return self._dbp_executescript(self, sql_script)
         return traced_call(
             SWITCH,
             self._dbpulse_db,
-            statement(_SYSTEM, sql_script),
+            _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
             None,
-            super().executescript,  # type: ignore[misc]
+            self._dbp_executescript,
+            self,
             sql_script,
         )
 
@@ -186,7 +216,7 @@ def _instrumented_connection_class(factory: type) -> type:
         return factory
     found = _connection_classes.get(factory)
     if found is None:
-        found = type(f"Instrumented{factory.__name__}", (_ConnectionMixin, factory), {})
+        found = type(f"Instrumented{factory.__name__}", (_ConnectionMixin, factory), _bases(factory))
         _connection_classes[factory] = found
     return found
 
@@ -226,7 +256,7 @@ class _ConnectionProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return traced_call(
             SWITCH,
             self._self_db,
-            statement(_SYSTEM, sql),
+            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             parameters,
             conn.execute,
             sql,
@@ -241,7 +271,7 @@ class _ConnectionProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return traced_batch(
             SWITCH,
             self._self_db,
-            statement(_SYSTEM, sql),
+            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             seq_of_parameters,
             conn.executemany,
             sql,
@@ -255,7 +285,7 @@ class _ConnectionProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return traced_call(
             SWITCH,
             self._self_db,
-            statement(_SYSTEM, sql_script),
+            _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
             None,
             conn.executescript,
             sql_script,

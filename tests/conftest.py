@@ -1,0 +1,169 @@
+"""Shared fixtures: one SDK pipeline per test session with in-memory exporters, and services.
+
+OpenTelemetry's global providers can be set once per process, so the session configures
+dbpulse once (``dbpulse.configure`` with in-memory exporters) and each test starts from a clean
+slate: spans cleared, the metric aggregate reset, the sampler back in detailed mode.
+
+Services: PostgreSQL and Redis come from ``scripts/services.sh``. With ``CI=true`` a missing
+service fails the test; otherwise the test is skipped with a message naming what to start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import dbpulse
+from dbpulse._core import STATE, clear_statement_cache
+from dbpulse._metrics import OPERATIONS
+from dbpulse._sampler import DEFAULT_BANDS, LOAD
+
+# The real collector/Prometheus/Tempo fixtures (tests/harness) for the end-to-end tests.
+pytest_plugins = (
+    ["tests.harness.fixtures"]
+    if (Path(__file__).parent / "harness" / "fixtures.py").exists()
+    else []
+)
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(what: str, error: BaseException | str) -> None:
+    """Fail in CI, skip elsewhere, naming what to start."""
+    message = f"{what} is not reachable ({error}); start it with scripts/services.sh"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class CapturingMetricExporter(MetricExporter):
+    """Keeps every export in memory (the metric twin of ``InMemorySpanExporter``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports: list[MetricsData] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+class Telemetry:
+    """What the application exported, as a test reads it."""
+
+    def __init__(
+        self,
+        telemetry: dbpulse.Telemetry,
+        spans: InMemorySpanExporter,
+        exporter: CapturingMetricExporter,
+    ) -> None:
+        self.telemetry = telemetry
+        self.span_exporter = spans
+        self.exporter = exporter
+
+    def spans(self) -> list[Any]:
+        return list(self.span_exporter.get_finished_spans())
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Collect now and return ``{metric name: [data points]}``."""
+        self.telemetry.meter_provider.force_flush()
+        data = self.exporter.exports[-1]
+        found: dict[str, list[Any]] = {}
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    found.setdefault(metric.name, []).extend(metric.data.data_points)
+        return found
+
+    def points(self, name: str, **attributes: Any) -> list[Any]:
+        """Data points of ``name`` whose attributes include ``attributes``."""
+        return [
+            p
+            for p in self.metrics().get(name, [])
+            if all(p.attributes.get(k) == v for k, v in attributes.items())
+        ]
+
+    def value(self, name: str, **attributes: Any) -> float:
+        """Sum of the matching points: ``count`` for histograms, ``value`` otherwise."""
+        points = self.points(name, **attributes)
+        return sum(p.count if hasattr(p, "count") else p.value for p in points)
+
+
+_SESSION: dict[str, Any] = {}
+
+
+def _session_telemetry() -> Telemetry:
+    if "telemetry" not in _SESSION:
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+        os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
+        spans = InMemorySpanExporter()
+        exporter = CapturingMetricExporter()
+        telemetry = dbpulse.configure(
+            service_name="dbpulse-tests",
+            metric_exporter=exporter,
+            span_processors=[SimpleSpanProcessor(spans)],
+        )
+        _SESSION["telemetry"] = Telemetry(telemetry, spans, exporter)
+    return _SESSION["telemetry"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def otel() -> Iterator[Telemetry]:
+    """The session's SDK pipeline, cleared; dbpulse instrumented and enabled, detailed mode."""
+    telemetry = _session_telemetry()
+    telemetry.span_exporter.clear()
+    OPERATIONS.reset()
+    LOAD.configure(DEFAULT_BANDS)
+    clear_statement_cache()
+    dbpulse.set_enabled(True)
+    dbpulse.instrument(systems=("sqlite", "postgresql"))
+    yield telemetry
+    dbpulse.set_enabled(True)
+    STATE.extractor = dbpulse.IsbnExtractor()
+    LOAD.configure(DEFAULT_BANDS)
+
+
+@pytest.fixture
+def pg_dsn() -> str:
+    dsn = os.environ.get(
+        "DBPULSE_TEST_POSTGRES_DSN", "postgresql://dbpulse:dbpulse@127.0.0.1:5432/dbpulse"
+    )
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        require_service("PostgreSQL", exc)
+    return dsn
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("DBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        require_service("Redis", exc)
+    return url
