@@ -1,0 +1,122 @@
+"""An unmodified script under ``opentelemetry-instrument`` with dbpulse installed.
+
+The stock opentelemetry-instrumentation-sqlite3/-psycopg are installed alongside (they are in
+the test extra): each database call must still produce exactly one span.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+APP = """
+import os, sqlite3
+c = sqlite3.connect(":memory:")
+c.execute("CREATE TABLE books (isbn TEXT)")
+c.execute("INSERT INTO books VALUES (?)", ("9780306406157",))
+c.cursor().executemany("INSERT INTO books VALUES (?)", [("0-306-40615-2",), ("x",)])
+c.cursor().execute("SELECT * FROM books")
+dsn = os.environ.get("APP_PG_DSN")
+if dsn:
+    import psycopg
+    with psycopg.connect(dsn) as pg:
+        pg.execute("SELECT %s", ("9780140449136",))
+print("app done")
+"""
+
+
+def _objects(text: str) -> list[dict]:
+    """The console exporters print one JSON document per span / metrics export."""
+    decoder = json.JSONDecoder()
+    found, index = [], 0
+    while True:
+        start = text.find("{", index)
+        if start < 0:
+            return found
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            index = start + 1
+            continue
+        found.append(obj)
+        index = end
+
+
+def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: Path, pg_dsn):
+    pytest.importorskip("opentelemetry.instrumentation.sqlite3")  # the stock one, alongside
+    pytest.importorskip("opentelemetry.instrumentation.psycopg")
+    launcher = shutil.which("opentelemetry-instrument")
+    assert launcher, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
+    (tmp_path / "app.py").write_text(APP)
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": "unmodified-app",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+        "APP_PG_DSN": pg_dsn,
+    }
+    result = subprocess.run(
+        [launcher, sys.executable, "app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "app done" in result.stdout
+    objects = _objects(result.stdout)
+    spans = [o for o in objects if "context" in o and "kind" in o]
+    names = sorted(s["name"] for s in spans)
+    assert names == ["CREATE books", "INSERT books", "INSERT books", "SELECT", "SELECT books"]
+    assert {s["kind"] for s in spans} == {"SpanKind.CLIENT"}
+    assert {s["resource"]["attributes"]["service.name"] for s in spans} == {"unmodified-app"}
+    batch = next(s for s in spans if s["attributes"].get("db.operation.batch.size"))
+    assert batch["attributes"]["book.isbn"] == "9780306406157"
+
+    metrics = {
+        m["name"]: m["data"]["data_points"]
+        for o in objects
+        for rm in o.get("resource_metrics", [])
+        for sm in rm["scope_metrics"]
+        for m in sm["metrics"]
+    }
+    durations = metrics["db.client.operation.duration"]
+    assert sum(p["count"] for p in durations) == 5
+    systems = {p["attributes"]["db.system.name"] for p in durations}
+    assert systems == {"sqlite", "postgresql"}
+    writes = {
+        p["attributes"]["book.isbn"]: p["value"] for p in metrics["dbpulse.db.isbn.writes"]
+    }
+    assert writes == {"9780306406157": 2}
+
+
+def test_dbpulse_enabled_false_starts_switched_off(tmp_path: Path):
+    (tmp_path / "app.py").write_text(APP)
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "DBPULSE_ENABLED": "false",
+    }
+    env.pop("APP_PG_DSN", None)
+    launcher = shutil.which("opentelemetry-instrument")
+    assert launcher
+    result = subprocess.run(
+        [launcher, sys.executable, "app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "app done" in result.stdout
+    assert [o for o in _objects(result.stdout) if "kind" in o] == []
