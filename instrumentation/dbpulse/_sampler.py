@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from fractions import Fraction
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
@@ -196,7 +197,8 @@ def threshold_for(probability: float) -> int:
         return 0
     if probability <= 0.0:
         return _MAX_THRESHOLD
-    return min(_MAX_THRESHOLD, round((1.0 - probability) * _MAX_THRESHOLD))
+    # Exact decimal arithmetic: 0.1 as a float would give ...668 instead of ...666.
+    return min(_MAX_THRESHOLD, round((1 - Fraction(str(probability))) * _MAX_THRESHOLD))
 
 
 def encode_threshold(threshold: int) -> str:
