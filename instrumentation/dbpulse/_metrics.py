@@ -82,7 +82,10 @@ class Series:
         self.min = float("inf")
         self.max = float("-inf")
         self.rows = 0
-        self.exemplars: list[Exemplar | None] = [None] * (len(DURATION_BUCKETS) + 1)
+        # (value, time_ns, span_id, trace_id) per bucket; Exemplar objects are built at export.
+        self.exemplars: list[tuple[float, int, int, int] | None] = [None] * (
+            len(DURATION_BUCKETS) + 1
+        )
 
 
 class OperationMetrics:
@@ -178,7 +181,7 @@ class OperationMetrics:
     def add_exemplar(self, series: Series, duration: float, trace_id: int, span_id: int) -> None:
         """Keep the latest sampled span per bucket as that bucket's exemplar."""
         index = bisect_left(DURATION_BUCKETS, duration)
-        series.exemplars[index] = Exemplar(None, duration, time.time_ns(), span_id, trace_id)
+        series.exemplars[index] = (duration, time.time_ns(), span_id, trace_id)
 
     def count_dropped(self, component: str, n: int = 1) -> None:
         with self.lock:
@@ -235,7 +238,7 @@ class OperationMetrics:
                     explicit_bounds=DURATION_BUCKETS,
                     min=low,
                     max=high,
-                    exemplars=[e for e in exemplars if e is not None],
+                    exemplars=[Exemplar(None, *e) for e in exemplars if e is not None],
                 )
             )
         return points
