@@ -165,6 +165,28 @@ class Statement:
         self.series: dict[Database, Series] = {}
         self.span_attributes: dict[Database, dict[str, Any]] = {}
 
+    @classmethod
+    def of(
+        cls,
+        operation: str,
+        text: str,
+        *,
+        is_write: bool,
+        collection: str | None = None,
+    ) -> Statement:
+        """A statement of a non-SQL system (a Redis command), described directly."""
+        stmt = cls.__new__(cls)
+        stmt.operation = operation
+        stmt.collection = collection
+        stmt.summary = f"{operation} {collection}" if collection else operation
+        stmt.text = text
+        stmt.is_write = is_write
+        stmt.span_name = stmt.summary
+        stmt.literal_keys = ()
+        stmt.series = {}
+        stmt.span_attributes = {}
+        return stmt
+
     def attributes_for(self, db: Database) -> dict[str, Any]:
         found = self.span_attributes.get(db)
         if found is None:

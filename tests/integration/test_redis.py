@@ -1,0 +1,92 @@
+"""Redis commands through dbpulse, against a real server."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+redis = pytest.importorskip("redis")
+
+ISBN = "9780306406157"
+
+
+@pytest.fixture
+def client(redis_url, otel):
+    import dbpulse
+    from dbpulse._redis import CACHE
+
+    dbpulse.instrument(systems=("redis",))
+    CACHE.reset()
+    r = redis.Redis.from_url(redis_url)
+    prefix = f"dbpulse-test:{uuid.uuid4().hex[:8]}"
+    yield r, prefix
+    for key in r.scan_iter(f"{prefix}*"):
+        r.delete(key)
+
+
+def test_command_spans_hide_keys_and_values(client, otel):
+    r, prefix = client
+    otel.span_exporter.clear()
+    r.set(f"{prefix}:book:{ISBN}", "secret value")
+    (span,) = otel.spans()
+    assert span.name == "SET"
+    assert span.kind is SpanKind.CLIENT
+    attrs = dict(span.attributes)
+    assert attrs["db.system.name"] == "redis"
+    assert attrs["db.operation.name"] == "SET"
+    assert attrs["db.query.text"] == "SET ? ?"
+    assert attrs["db.namespace"] == "0"
+    assert attrs["book.isbn"] == ISBN
+    assert "secret" not in repr(attrs) and prefix not in repr(attrs)
+
+
+def test_cache_hits_and_misses_are_counted(client, otel):
+    r, prefix = client
+    r.set(f"{prefix}:a", "1")
+    r.get(f"{prefix}:a")
+    r.get(f"{prefix}:missing")
+    r.mget([f"{prefix}:a", f"{prefix}:missing", f"{prefix}:nope"])
+    hits = otel.value("dbpulse.cache.requests", **{"dbpulse.cache.result": "hit"})
+    misses = otel.value("dbpulse.cache.requests", **{"dbpulse.cache.result": "miss"})
+    assert (hits, misses) == (2, 3)
+
+
+def test_pipeline_is_one_batch_span(client, otel):
+    r, prefix = client
+    otel.span_exporter.clear()
+    with r.pipeline() as pipe:
+        for i in range(3):
+            pipe.set(f"{prefix}:{i}", i)
+        pipe.execute()
+    (span,) = otel.spans()
+    assert span.name == "BATCH SET"
+    assert span.attributes["db.operation.batch.size"] == 3
+    assert otel.value("dbpulse.db.writes", **{"db.system.name": "redis"}) == 3
+
+
+def test_errors_carry_the_error_class(client, otel):
+    r, prefix = client
+    r.set(f"{prefix}:s", "text")
+    otel.span_exporter.clear()
+    with pytest.raises(redis.ResponseError):
+        r.incr(f"{prefix}:s")
+    (span,) = otel.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "ResponseError"
+
+
+async def test_asyncio_client(redis_url, client, otel):
+    import redis.asyncio as aioredis
+
+    _, prefix = client
+    otel.span_exporter.clear()
+    r = aioredis.Redis.from_url(redis_url)
+    await r.set(f"{prefix}:x", "1")
+    assert await r.get(f"{prefix}:x") == b"1"
+    async with r.pipeline() as pipe:
+        pipe.get(f"{prefix}:x").get(f"{prefix}:y")
+        await pipe.execute()
+    await r.aclose()
+    assert [s.name for s in otel.spans()] == ["SET", "GET", "BATCH GET"]
