@@ -1,0 +1,72 @@
+"""The ``dbpulse`` command line: the demo, the viz server and the flow workloads.
+
+::
+
+    dbpulse demo                 # embedded default: SQLite workload + viz server + sphere page
+    dbpulse demo producer        # pattern-flow producer publishing to Redis
+    dbpulse demo consumer        # pattern-flow consumer delivering to simulated users
+    dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
+
+Each command's module is imported only when that command's extra is installed
+(``pip install dbpulse[all]``); a missing extra gives a message saying what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    help="dbpulse: database activity of Python services on OpenTelemetry.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+demo_app = typer.Typer(help="Demo workloads (no Docker needed).", invoke_without_command=True)
+
+
+def _load(module: str, name: str, extra: str) -> Callable[..., Any] | None:
+    try:
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        if missing.startswith("dbpulse"):
+            return None
+
+        def unavailable() -> None:
+            typer.echo(
+                f"this command needs {missing!r}: pip install 'dbpulse[{extra}]'", err=True
+            )
+            raise typer.Exit(2)
+
+        unavailable.__doc__ = f"(unavailable: pip install 'dbpulse[{extra}]')"
+        return unavailable
+    except AttributeError:
+        return None
+
+
+def _build() -> None:
+    viz = _load("dbpulse.viz._commands", "viz", "viz")
+    if viz is not None:
+        app.command("viz")(viz)
+    demo = _load("dbpulse.viz._commands", "demo", "viz")
+    if demo is not None:
+        demo_app.callback(invoke_without_command=True)(demo)
+    for name in ("producer", "consumer"):
+        command = _load("dbpulse._flow_commands", name, "redis")
+        if command is not None:
+            demo_app.command(name)(command)
+    app.add_typer(demo_app, name="demo")
+
+
+_build()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
