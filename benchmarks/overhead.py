@@ -13,7 +13,8 @@ between variants, and all variants run in the same invocation on the same machin
 
 Spans go to a ``BatchSpanProcessor`` with an exporter that discards them, so the numbers are
 the application's own cost, not the network's. Each measurement is repeated; the table shows
-the best repeat (least disturbed by other processes) and the added cost against ``raw``.
+the median over repeats (variants take turns, so drift hits them all alike), the added cost
+against ``raw`` and the best repeat.
 """
 
 from __future__ import annotations
@@ -200,29 +201,41 @@ def main() -> None:
         count = 10_000 if workload == "sqlite_autocommit" else n
         variants = [v for v in VARIANTS if v != "dbpulse default" or workload == "sqlite_autocommit"]
         print(f"{title}: {count} ops x {repeats} repeats", file=sys.stderr)
+        # Variants take turns, one repeat each, so that drift (disk, other processes) spreads
+        # over all of them instead of favouring whichever ran in a quiet minute.
+        samples: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(repeats):
+            for variant in variants:
+                per_op = run_variant(variant, workload, count, 1)
+                if per_op is not None:
+                    samples[variant].extend(per_op)
         best: dict[str, float] = {}
-        for variant in variants:
-            per_op = run_variant(variant, workload, count, repeats)
-            if per_op is None:
+        median: dict[str, float] = {}
+        for variant, values in samples.items():
+            if not values:
                 continue
-            best[variant] = min(per_op)
+            best[variant] = min(values)
+            median[variant] = statistics.median(values)
             print(
-                f"  {variant:20s} best {min(per_op) * 1e6:8.2f} µs/op"
-                f"  median {statistics.median(per_op) * 1e6:8.2f}",
+                f"  {variant:20s} best {best[variant] * 1e6:8.2f} µs/op"
+                f"  median {median[variant] * 1e6:8.2f}",
                 file=sys.stderr,
             )
-        table.append({"workload": title, "best": best})
+        table.append({"workload": title, "best": best, "median": median})
     print()
     print(f"Machine: {_machine()}")
-    header = "| workload | variant | µs/op | added µs/op | vs raw |"
-    print(header)
-    print("|---|---|---:|---:|---:|")
+    print("| workload | variant | µs/op (median) | added µs/op | vs raw | best µs/op |")
+    print("|---|---|---:|---:|---:|---:|")
     for row in table:
-        raw = row["best"].get("raw")
-        for variant, value in row["best"].items():
+        raw = row["median"].get("raw")
+        for variant, value in row["median"].items():
             added = f"{(value - raw) * 1e6:+.2f}" if raw else ""
             ratio = f"{value / raw:.3f}x" if raw else ""
-            print(f"| {row['workload']} | {variant} | {value * 1e6:.2f} | {added} | {ratio} |")
+            best = row["best"][variant] * 1e6
+            print(
+                f"| {row['workload']} | {variant} | {value * 1e6:.2f} | {added} | {ratio} "
+                f"| {best:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,12 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Status, StatusCode
 
 from dbpulse._isbn import EntityExtractor, IsbnExtractor
 from dbpulse._metrics import OPERATIONS, Series
 from dbpulse._sampler import LOAD
+from dbpulse._spans import DirectSpans, TracerSpans, span_recorder
 from dbpulse._sql import parse_sql
 from dbpulse.version import __version__
 
@@ -88,13 +89,14 @@ STATE = _State()
 class Switch:
     """One instrumentor's on/off flag as the hot path reads it: ``if not switch.on``."""
 
-    __slots__ = ("instrumented", "name", "on", "tracer")
+    __slots__ = ("instrumented", "name", "on", "spans", "tracer_provider")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.instrumented = False
         self.on = False
-        self.tracer: Tracer = trace.NoOpTracer()
+        self.tracer_provider: Any = None
+        self.spans: DirectSpans | TracerSpans = TracerSpans(trace.NoOpTracer())
         STATE.switches.append(self)
 
     def refresh(self) -> None:
@@ -102,11 +104,14 @@ class Switch:
 
     def set_instrumented(self, instrumented: bool, tracer_provider: Any = None) -> None:
         if instrumented:
-            self.tracer = trace.get_tracer(
-                "dbpulse", __version__, tracer_provider=tracer_provider
-            )
+            self.tracer_provider = tracer_provider
+            self.refresh_recorder()
         self.instrumented = instrumented
         self.refresh()
+
+    def refresh_recorder(self) -> None:
+        """Pick the span recorder for the provider (again after the global one changed)."""
+        self.spans = span_recorder(self.tracer_provider, "dbpulse", __version__)
 
 
 class Database:
@@ -355,10 +360,10 @@ class Call:
             elif not self.keys:
                 self.keys = stmt.literal_keys
             if _want_span():
-                self.span = switch.tracer.start_span(
+                self.span = switch.spans.start(
                     stmt.span_name,
-                    kind=SpanKind.CLIENT,
-                    attributes=_span_attributes(stmt, self.db, self.keys, None),
+                    _span_attributes(stmt, self.db, self.keys, None),
+                    _current_context(),
                 )
         except Exception:
             _warn_once("could not start a span")
@@ -383,10 +388,10 @@ class Call:
                 self.counter = _RowCounter(rows_params, stmt if stmt.is_write else None)
                 call_params = self.counter
             if _want_span():
-                self.span = switch.tracer.start_span(
+                self.span = switch.spans.start(
                     stmt.span_name,
-                    kind=SpanKind.CLIENT,
-                    attributes=_span_attributes(stmt, self.db, self.keys, self.rows),
+                    _span_attributes(stmt, self.db, self.keys, self.rows),
+                    _current_context(),
                 )
         except Exception:
             _warn_once("could not start a batch span")

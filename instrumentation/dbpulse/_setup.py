@@ -246,6 +246,9 @@ def configure(
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
+        for switch in STATE.switches:  # instrumented before the SDK existed
+            if switch.instrumented and switch.tracer_provider is None:
+                switch.refresh_recorder()
     OPERATIONS.register_instruments(None if set_global else meter_provider)
     return Telemetry(tracer_provider, meter_provider)
 

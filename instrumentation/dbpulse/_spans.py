@@ -1,0 +1,169 @@
+"""Recording database spans: straight into the SDK's span processors, or through a tracer.
+
+A database span is a leaf: nothing runs inside it and it never becomes the current span. The
+SDK's ``Tracer.start_span`` + ``Span.end`` costs ~13 µs per span on the benchmark machine before
+any attribute (~18 µs with seven attributes, ~23 µs with a ``BatchSpanProcessor``), most of it
+machinery a leaf does not use (context handling, per-span locks, limits, a second copy at end).
+
+:class:`DirectSpans` does what the SDK does for such a span, with the provider's own parts: it
+asks the provider's sampler (with the real parent context), takes ids from the provider's id
+generator (so flow trace ids work), and on ``end()`` hands a finished ``ReadableSpan`` to the
+provider's span processors (``on_end``), which export it as usual. Measured: ~2.5 µs per span.
+
+The difference an application could notice: span processors' ``on_start`` is not called for
+database spans. ``DBPULSE_SPAN_MODE=sdk`` switches to :class:`TracerSpans` (the SDK's tracer,
+with ``on_start``), at the SDK's price. Providers that are not the SDK's get the tracer path too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+__all__ = ["DirectSpans", "TracerSpans", "span_recorder"]
+
+_log = logging.getLogger(__name__)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_UNSET = Status(StatusCode.UNSET)
+_EMPTY_STATE = TraceState()
+_CLIENT = SpanKind.CLIENT
+
+
+class RecordedSpan:
+    """The handful of ``Span`` methods dbpulse uses, recorded into a ``ReadableSpan`` at end."""
+
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_copied",
+        "_name",
+        "_owner",
+        "_parent",
+        "_start",
+        "_status",
+    )
+
+    def __init__(
+        self,
+        owner: DirectSpans,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+    ) -> None:
+        self._owner = owner
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._attributes = attributes
+        self._copied = False
+        self._status = _UNSET
+        self._start = time.time_ns()
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return True
+
+    def _writable(self) -> dict[str, Any]:
+        # Start attributes are often a dict cached per statement: copy before the first write.
+        if not self._copied:
+            self._attributes = dict(self._attributes)
+            self._copied = True
+        return self._attributes
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._writable()[key] = value
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        self._writable().update(attributes)
+
+    def set_status(self, status: Status) -> None:
+        self._status = status
+
+    def end(self, end_time: int | None = None) -> None:
+        owner = self._owner
+        span = ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=owner.resource,
+            attributes=self._attributes,
+            kind=_CLIENT,
+            status=self._status,
+            start_time=self._start,
+            end_time=end_time or time.time_ns(),
+            instrumentation_scope=owner.scope,
+        )
+        owner.processor.on_end(span)
+
+
+class DirectSpans:
+    """Database spans recorded straight into an SDK ``TracerProvider``'s span processors."""
+
+    def __init__(self, provider: TracerProvider, scope: InstrumentationScope) -> None:
+        self.provider = provider
+        self.sampler = provider.sampler
+        self.id_generator = provider.id_generator
+        self.resource: Resource = provider.resource
+        self.processor = provider._active_span_processor
+        self.scope = scope
+
+    def start(self, name: str, attributes: dict[str, Any], context: Any) -> RecordedSpan | None:
+        """Sample and start a CLIENT span under ``context`` (the caller's current context)."""
+        parent_span = context.get(_SPAN_KEY) if context is not None else None
+        parent = parent_span.get_span_context() if parent_span is not None else None
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+        else:
+            parent = None
+            trace_id = self.id_generator.generate_trace_id()
+        result = self.sampler.should_sample(context, trace_id, name, _CLIENT, attributes)
+        decision = result.decision
+        if not decision.is_recording():
+            return None
+        span_context = SpanContext(
+            trace_id,
+            self.id_generator.generate_span_id(),
+            False,
+            _SAMPLED if decision.is_sampled() else _NOT_SAMPLED,
+            result.trace_state if result.trace_state is not None else _EMPTY_STATE,
+        )
+        return RecordedSpan(self, name, span_context, parent, attributes)
+
+
+class TracerSpans:
+    """Database spans through a regular tracer (any provider; on_start is called)."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def start(self, name: str, attributes: dict[str, Any], context: Any) -> Any:
+        return self.tracer.start_span(name, context=context, kind=_CLIENT, attributes=attributes)
+
+
+_SPAN_KEY = trace._SPAN_KEY  # type: ignore[attr-defined]
+
+
+def span_recorder(tracer_provider: Any, scope_name: str, version: str) -> DirectSpans | TracerSpans:
+    """The fastest correct recorder for ``tracer_provider`` (default: the global one)."""
+    provider = tracer_provider or trace.get_tracer_provider()
+    mode = os.environ.get("DBPULSE_SPAN_MODE", "direct").strip().lower()
+    if mode != "sdk" and isinstance(provider, TracerProvider):
+        try:
+            if not getattr(provider, "_disabled", False):
+                return DirectSpans(provider, InstrumentationScope(scope_name, version))
+        except AttributeError:
+            _log.info("dbpulse: this SDK version has no span processor hook; using the tracer")
+    return TracerSpans(trace.get_tracer(scope_name, version, tracer_provider=tracer_provider))
