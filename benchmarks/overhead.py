@@ -199,7 +199,9 @@ def main() -> None:
         if args.only and args.only not in title:
             continue
         count = 10_000 if workload == "sqlite_autocommit" else n
-        variants = [v for v in VARIANTS if v != "dbpulse default" or workload == "sqlite_autocommit"]
+        variants = [
+            v for v in VARIANTS if v != "dbpulse default" or workload == "sqlite_autocommit"
+        ]
         print(f"{title}: {count} ops x {repeats} repeats", file=sys.stderr)
         # Variants take turns, one repeat each, so that drift (disk, other processes) spreads
         # over all of them instead of favouring whichever ran in a quiet minute.

@@ -49,7 +49,7 @@ R = TypeVar("R")
 MAX_KEYS_ON_SPAN = 100
 _STATEMENT_CACHE_SIZE = 4096
 _perf_counter = time.perf_counter
-_SPAN_KEY = trace._SPAN_KEY  # type: ignore[attr-defined]
+_SPAN_KEY = trace._SPAN_KEY
 _INVALID_SPAN = trace.INVALID_SPAN
 
 
@@ -60,7 +60,7 @@ def _context_reader() -> Callable[[], Any]:
     """
     var = getattr(otel_context._RUNTIME_CONTEXT, "_current_context", None)
     if var is not None and hasattr(var, "get"):
-        return var.get  # type: ignore[no-any-return]
+        return var.get
     return otel_context.get_current
 
 
@@ -162,7 +162,9 @@ class Statement:
         self.summary = info.summary or self.operation
         self.text = info.sanitized
         self.is_write = info.is_write
-        self.span_name = f"{self.operation} {self.collection}" if self.collection else self.operation
+        self.span_name = (
+            f"{self.operation} {self.collection}" if self.collection else self.operation
+        )
         self.literal_keys: tuple[str, ...] = ()
         if extractor is not None:
             self.literal_keys = _guarded_keys(extractor.from_sql, sql)
@@ -213,7 +215,9 @@ class Statement:
                 )
                 self.series[db] = found
             return found
-        return OPERATIONS.series(db.system, db.namespace, self.operation, self.collection, error_type)
+        return OPERATIONS.series(
+            db.system, db.namespace, self.operation, self.collection, error_type
+        )
 
 
 _DATABASES: dict[tuple[str, str | None, str | None, int | None], Database] = {}
@@ -266,7 +270,9 @@ _warned: set[str] = set()
 def _warn_once(what: str) -> None:
     if what not in _warned:
         _warned.add(what)
-        _log.warning("dbpulse: %s (further occurrences are counted, not logged)", what, exc_info=True)
+        _log.warning(
+            "dbpulse: %s (further occurrences are counted, not logged)", what, exc_info=True
+        )
 
 
 def _guarded_keys(method: Callable[[Any], tuple[str, ...]], value: Any) -> tuple[str, ...]:
@@ -468,7 +474,7 @@ def traced_call(
     This is the hot path, written once and measured (benchmarks/overhead.py): with no span it
     is a context read, one key extraction for writes, two clock reads and one locked update.
     """
-    keys = ()
+    keys: tuple[str, ...] = ()
     if stmt.is_write:
         extractor = STATE.extractor
         if extractor is not None and params:

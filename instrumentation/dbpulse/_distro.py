@@ -31,7 +31,7 @@ REPLACED = frozenset({"sqlite3", "psycopg", "redis"})
 """Entry-point names of the stock instrumentors that dbpulse's own replace."""
 
 
-class DbpulseDistro(BaseDistro):  # type: ignore[misc]
+class DbpulseDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
         os.environ.setdefault("OTEL_METRICS_EXPORTER", "otlp")
@@ -44,7 +44,7 @@ class DbpulseDistro(BaseDistro):  # type: ignore[misc]
         super().load_instrumentor(entry_point, **kwargs)
 
 
-class DbpulseConfigurator(_BaseConfigurator):  # type: ignore[misc]
+class DbpulseConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         configure()
         if not enabled_from_env():

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import metrics
@@ -409,7 +409,9 @@ class AggregatingMetricExporter(MetricExporter):
                 if before is None:
                     deltas.append(point)
                     continue
-                counts = [a - b for a, b in zip(point.bucket_counts, before.bucket_counts)]
+                counts = [
+                    a - b for a, b in zip(point.bucket_counts, before.bucket_counts, strict=True)
+                ]
                 if not any(counts):
                     continue
                 deltas.append(
@@ -466,11 +468,3 @@ class AggregatingMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
-
-
-def histogram_point(points: Sequence[HistogramDataPoint], **attributes: Any) -> Any:
-    """The first point whose attributes include ``attributes`` (tests and the CLI)."""
-    for point in points:
-        if all(point.attributes.get(k) == v for k, v in attributes.items()):
-            return point
-    return None

@@ -52,7 +52,7 @@ _POOL_WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0
 def _database(conn: Any) -> Database:
     """The connection's :class:`Database`, cached on the connection object."""
     try:
-        return conn._dbpulse_db  # type: ignore[no-any-return]
+        return conn._dbpulse_db
     except AttributeError:
         pass
     try:
@@ -359,7 +359,15 @@ _POOL_PATCHES = (
 )
 
 
-class PsycopgInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+def _pool_module() -> Any:
+    try:
+        import psycopg_pool
+    except ImportError:
+        return None
+    return psycopg_pool
+
+
+class PsycopgInstrumentor(BaseInstrumentor):
     """Instruments psycopg 3 (sync and async) and psycopg_pool."""
 
     _stock: Any = None
@@ -376,10 +384,7 @@ class PsycopgInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         OPERATIONS.register_instruments(kwargs.get("meter_provider"))
         for class_name, method, wrapper in _CURSOR_PATCHES:
             wrapt.wrap_function_wrapper(psycopg, f"{class_name}.{method}", wrapper)
-        try:
-            import psycopg_pool
-        except ImportError:
-            psycopg_pool = None
+        psycopg_pool = _pool_module()
         if psycopg_pool is not None:
             POOLS.register(kwargs.get("meter_provider"))
             for class_name, method, wrapper in _POOL_PATCHES:
@@ -392,10 +397,7 @@ class PsycopgInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         SWITCH.set_instrumented(False)
         for class_name, method, _ in _CURSOR_PATCHES:
             unwrap(getattr(psycopg, class_name), method)
-        try:
-            import psycopg_pool
-        except ImportError:
-            psycopg_pool = None
+        psycopg_pool = _pool_module()
         if psycopg_pool is not None:
             for class_name, method, _ in _POOL_PATCHES:
                 unwrap(getattr(psycopg_pool, class_name), method)
@@ -411,4 +413,3 @@ class PsycopgInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracer_provider)
         return connection
-

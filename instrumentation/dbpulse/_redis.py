@@ -124,7 +124,7 @@ def _command_statement(name: Any, nargs: int) -> Statement:
 
 def _database(client: Any) -> Database:
     try:
-        return client._dbpulse_db  # type: ignore[no-any-return]
+        return client._dbpulse_db
     except AttributeError:
         pass
     try:
@@ -216,7 +216,7 @@ def _pipeline_execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     prepared = _pipeline_call(instance)
     if prepared is None:
         return wrapped(*args, **kwargs)
-    call, size = prepared
+    call, _ = prepared
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -232,7 +232,7 @@ async def _pipeline_execute_async(wrapped: Any, instance: Any, args: Any, kwargs
     prepared = _pipeline_call(instance)
     if prepared is None:
         return await wrapped(*args, **kwargs)
-    call, size = prepared
+    call, _ = prepared
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -250,7 +250,7 @@ _PATCHES = (
 )
 
 
-class RedisInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class RedisInstrumentor(BaseInstrumentor):
     """Instruments redis-py commands and pipelines (sync and asyncio)."""
 
     _stock: Any = None

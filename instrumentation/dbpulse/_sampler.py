@@ -52,7 +52,12 @@ __all__ = [
     "parse_bands",
 ]
 
-DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((100, 0.10), (200, 0.05), (500, 0.01), (1000, 0.0))
+DEFAULT_BANDS: tuple[tuple[float, float], ...] = (
+    (100, 0.10),
+    (200, 0.05),
+    (500, 0.01),
+    (1000, 0.0),
+)
 _RANDOMNESS_MASK = (1 << 56) - 1
 _MAX_THRESHOLD = 1 << 56
 
@@ -144,7 +149,7 @@ class LoadMonitor:
         return probability
 
     def tick(self, now: float) -> None:
-        """Count one operation finished at ``now`` (``time.perf_counter()``). Caller holds a lock."""
+        """Count one operation finished at ``now`` (``perf_counter()``); caller holds the lock."""
         if now - self.window_start >= 1.0:
             self._roll(now)
         self.count += 1
@@ -152,7 +157,7 @@ class LoadMonitor:
             self.escalate()
 
     def escalate(self) -> None:
-        """The running count crossed a band: a burst must not wait a full window to be damped."""
+        """The running count crossed a band: a burst must not wait a whole window."""
         self.probability = min(self.probability, self._probability_at(self.count))
         self.next_threshold = self._next_stricter()
 
@@ -264,5 +269,5 @@ def _with_threshold(state: TraceState, entry: str) -> TraceState:
 
 
 def adaptive_sampler_from_env(_arg: str | None = None) -> Sampler:
-    """Entry point for ``OTEL_TRACES_SAMPLER=dbpulse_adaptive``: ``ParentBased(AdaptiveSampler)``."""
+    """``OTEL_TRACES_SAMPLER=dbpulse_adaptive``: ``ParentBased(AdaptiveSampler)``."""
     return ParentBased(AdaptiveSampler(LOAD))

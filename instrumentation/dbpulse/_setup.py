@@ -161,7 +161,7 @@ def _id_generator() -> IdGenerator:
         from dbpulse._ids import FlowIdGenerator
     except ImportError:
         return RandomIdGenerator()
-    return FlowIdGenerator()  # type: ignore[no-any-return]
+    return FlowIdGenerator()
 
 
 def _viz_processor() -> SpanProcessor | None:
@@ -170,9 +170,11 @@ def _viz_processor() -> SpanProcessor | None:
     try:
         from dbpulse.viz import VizFeedProcessor
 
-        return VizFeedProcessor.from_env()  # type: ignore[no-any-return]
+        return VizFeedProcessor.from_env()
     except Exception:
-        _log.warning("dbpulse: DBPULSE_VIZ_URL is set but the viz feed could not start", exc_info=True)
+        _log.warning(
+            "dbpulse: DBPULSE_VIZ_URL is set but the viz feed could not start", exc_info=True
+        )
         return None
 
 

@@ -153,7 +153,7 @@ class TracerSpans:
         return self.tracer.start_span(name, context=context, kind=_CLIENT, attributes=attributes)
 
 
-_SPAN_KEY = trace._SPAN_KEY  # type: ignore[attr-defined]
+_SPAN_KEY = trace._SPAN_KEY
 
 
 def span_recorder(tracer_provider: Any, scope_name: str, version: str) -> DirectSpans | TracerSpans:

@@ -216,7 +216,9 @@ def _instrumented_connection_class(factory: type) -> type:
         return factory
     found = _connection_classes.get(factory)
     if found is None:
-        found = type(f"Instrumented{factory.__name__}", (_ConnectionMixin, factory), _bases(factory))
+        found = type(
+            f"Instrumented{factory.__name__}", (_ConnectionMixin, factory), _bases(factory)
+        )
         _connection_classes[factory] = found
     return found
 
@@ -236,7 +238,7 @@ def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
     return _original_connect(*args, **kwargs)
 
 
-class _ConnectionProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _ConnectionProxy(wrapt.ObjectProxy):
     """Wraps a connection made before instrumenting (a C object whose class can't change)."""
 
     def __init__(self, connection: sqlite3.Connection, db: Database) -> None:
@@ -309,7 +311,7 @@ def _main_database_file(connection: sqlite3.Connection) -> str:
     return ":memory:"
 
 
-class SQLite3Instrumentor(BaseInstrumentor):  # type: ignore[misc]
+class SQLite3Instrumentor(BaseInstrumentor):
     """Instruments ``sqlite3`` (stdlib): spans, exact metrics and ISBN keys for every call."""
 
     _stock: Any = None

@@ -29,16 +29,14 @@ demo_app = typer.Typer(help="Demo workloads (no Docker needed).", invoke_without
 
 def _load(module: str, name: str, extra: str) -> Callable[..., Any] | None:
     try:
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module), name)
     except ImportError as exc:
         missing = exc.name or str(exc)
         if missing.startswith("dbpulse"):
             return None
 
         def unavailable() -> None:
-            typer.echo(
-                f"this command needs {missing!r}: pip install 'dbpulse[{extra}]'", err=True
-            )
+            typer.echo(f"this command needs {missing!r}: pip install 'dbpulse[{extra}]'", err=True)
             raise typer.Exit(2)
 
         unavailable.__doc__ = f"(unavailable: pip install 'dbpulse[{extra}]')"

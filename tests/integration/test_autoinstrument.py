@@ -92,9 +92,7 @@ def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: 
     assert sum(p["count"] for p in durations) == 5
     systems = {p["attributes"]["db.system.name"] for p in durations}
     assert systems == {"sqlite", "postgresql"}
-    writes = {
-        p["attributes"]["book.isbn"]: p["value"] for p in metrics["dbpulse.db.isbn.writes"]
-    }
+    writes = {p["attributes"]["book.isbn"]: p["value"] for p in metrics["dbpulse.db.isbn.writes"]}
     assert writes == {"9780306406157": 2}
 
 

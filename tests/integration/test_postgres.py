@@ -67,7 +67,7 @@ def test_executemany_and_copy_are_writes_with_batch_sizes(pg_dsn, table, otel):
             copy.write_row(("9780451524935", "d"))
     names = [s.name for s in otel.spans()]
     assert names == [f"INSERT {table}", f"COPY {table}"]
-    insert, copy_span = otel.spans()
+    insert, _ = otel.spans()
     assert insert.attributes["db.operation.batch.size"] == 2
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "INSERT"}) == 2
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "COPY"}) == 2

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -101,7 +102,11 @@ def test_sqlite_utils_insert_produces_spans(tmp_path, otel):
     database["books"].insert_all([{"isbn": ISBN, "title": "a"}, {"isbn": OTHER, "title": "b"}])
     inserts = [s for s in otel.spans() if s.name == "INSERT books"]
     assert inserts, f"no INSERT span among {span_names(otel)}"
-    isbns = {i for s in inserts for i in (s.attributes.get("book.isbns") or [s.attributes.get("book.isbn")])}
+    isbns = {
+        i
+        for s in inserts
+        for i in (s.attributes.get("book.isbns") or [s.attributes.get("book.isbn")])
+    }
     assert {ISBN, OTHER} <= isbns
 
 
@@ -117,8 +122,14 @@ def test_write_metrics_are_exact_by_table_operation_and_isbn(db, otel):
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "UPDATE"}) == 3
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "DELETE"}) == 3
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "SELECT"}) == 0
-    assert otel.value("dbpulse.db.isbn.writes", **{"book.isbn": ISBN, "db.operation.name": "INSERT"}) == 3
-    assert otel.value("dbpulse.db.isbn.writes", **{"book.isbn": ISBN, "db.operation.name": "UPDATE"}) == 1
+    assert (
+        otel.value("dbpulse.db.isbn.writes", **{"book.isbn": ISBN, "db.operation.name": "INSERT"})
+        == 3
+    )
+    assert (
+        otel.value("dbpulse.db.isbn.writes", **{"book.isbn": ISBN, "db.operation.name": "UPDATE"})
+        == 1
+    )
     (point,) = otel.points("db.client.operation.duration", **{"db.operation.name": "INSERT"})
     assert point.count == 3 and sum(point.bucket_counts) == 3
     assert list(point.explicit_bounds) == [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]
@@ -306,3 +317,35 @@ def test_a_failing_exporter_never_reaches_the_application(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "100"
+
+
+def test_direct_and_sdk_span_recording_export_the_same_span(db, otel, monkeypatch):
+    """DBPULSE_SPAN_MODE=sdk (the SDK's tracer, with on_start) gives the same span."""
+    from dbpulse._spans import DirectSpans, TracerSpans
+    from dbpulse._sqlite import SWITCH
+
+    def one_span() -> Any:
+        otel.span_exporter.clear()
+        db.execute("INSERT INTO books (isbn) VALUES (?)", (ISBN,))
+        (span,) = otel.spans()
+        return span
+
+    assert isinstance(SWITCH.spans, DirectSpans)
+    direct = one_span()
+    monkeypatch.setenv("DBPULSE_SPAN_MODE", "sdk")
+    SWITCH.refresh_recorder()
+    try:
+        assert isinstance(SWITCH.spans, TracerSpans)
+        sdk = one_span()
+    finally:
+        monkeypatch.delenv("DBPULSE_SPAN_MODE")
+        SWITCH.refresh_recorder()
+    assert (direct.name, direct.kind, dict(direct.attributes)) == (
+        sdk.name,
+        sdk.kind,
+        dict(sdk.attributes),
+    )
+    assert direct.instrumentation_scope.name == sdk.instrumentation_scope.name == "dbpulse"
+    assert direct.resource.attributes["service.name"] == "dbpulse-tests"
+    assert direct.context.trace_state.get("ot") == "th:0"
+    assert direct.end_time >= direct.start_time
