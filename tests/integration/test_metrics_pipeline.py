@@ -1,0 +1,88 @@
+"""The aggregated metrics path: cardinality bound, temporality, fallback without the wrapper."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+from dbpulse._metrics import OPERATIONS, AggregatingMetricExporter, OperationMetrics
+from tests.conftest import CapturingMetricExporter
+
+ISBNS = ["9780306406157", "9780140449136", "9781402894626", "9780451524935", "9780262033848"]
+
+
+def test_isbn_series_beyond_the_limit_are_counted_as_overflow(otel, monkeypatch):
+    monkeypatch.setattr(OPERATIONS, "cardinality_limit", 3)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE books (isbn TEXT)")
+    for isbn in ISBNS:
+        conn.execute("INSERT INTO books VALUES (?)", (isbn,))
+    points = otel.points("dbpulse.db.isbn.writes")
+    named = {p.attributes.get("book.isbn") for p in points if "book.isbn" in p.attributes}
+    assert named == set(ISBNS[:3])
+    (overflow,) = otel.points("dbpulse.db.isbn.writes", **{"otel.metric.overflow": True})
+    assert overflow.value == 2
+    dropped = otel.value("dbpulse.telemetry.dropped", **{"dbpulse.component": "isbn_cardinality"})
+    assert dropped == 2
+    # The per-table write counter stays exact.
+    assert otel.value("dbpulse.db.writes", **{"db.collection.name": "books"}) == 5
+
+
+def test_delta_temporality_exports_increments():
+    operations = OperationMetrics()
+    inner = CapturingMetricExporter()
+    inner._preferred_temporality = {SdkHistogram: AggregationTemporality.DELTA}
+    exporter = AggregatingMetricExporter(inner, operations=operations)
+    series = operations.series("sqlite", "x.db", "INSERT", "books", None)
+
+    def export() -> list:
+        from opentelemetry.sdk.metrics.export import MetricsData
+
+        exporter.export(MetricsData(resource_metrics=[]))
+        data = inner.exports[-1]
+        return [
+            p
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for p in m.data.data_points
+        ]
+
+    operations.record(series, 0.002, 0.0, 1, (), None)
+    operations.record(series, 0.002, 0.0, 1, (), None)
+    (first,) = export()
+    operations.record(series, 0.2, 0.0, 1, (), None)
+    (second,) = export()
+    assert first.count == 2 and second.count == 1
+    assert list(second.bucket_counts) == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert export() == []  # nothing new: no point
+
+
+def test_without_the_wrapper_the_sdk_histogram_is_used_and_still_exact(tmp_path):
+    """An application with its own MeterProvider and plain exporter still gets the histogram."""
+    script = tmp_path / "own_provider.py"
+    script.write_text(
+        "import sqlite3, dbpulse\n"
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "reader = InMemoryMetricReader()\n"
+        "metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "dbpulse.instrument(systems=('sqlite',))\n"
+        "c = sqlite3.connect(':memory:')\n"
+        "for i in range(7): c.execute('SELECT ?', (i,))\n"
+        "data = reader.get_metrics_data()\n"
+        "points = [p for rm in data.resource_metrics for sm in rm.scope_metrics\n"
+        "          for m in sm.metrics if m.name == 'db.client.operation.duration'\n"
+        "          for p in m.data.data_points]\n"
+        "print(sum(p.count for p in points))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7"
