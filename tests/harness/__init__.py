@@ -1,0 +1,25 @@
+"""Test harness: the real collector, Prometheus and Tempo on loopback, for pytest.
+
+``stack`` starts and queries the processes; ``fixtures`` is the pytest plugin
+(``pytest_plugins = ["tests.harness.fixtures"]``) that provides ``otel_stack``.
+"""
+
+from tests.harness.stack import (
+    HARNESS_CONFIGS,
+    Binaries,
+    OtelStack,
+    StackError,
+    locate_binaries,
+    locate_binary,
+    trace_spans,
+)
+
+__all__ = [
+    "HARNESS_CONFIGS",
+    "Binaries",
+    "OtelStack",
+    "StackError",
+    "locate_binaries",
+    "locate_binary",
+    "trace_spans",
+]

@@ -1,0 +1,539 @@
+"""Run the real telemetry backends (collector, Prometheus, Tempo) for tests.
+
+The stack starts the binaries that ``scripts/services.sh`` builds or installs, each on free
+loopback ports with a temporary data directory, from the same config files docker-compose.yml
+mounts. Only addresses and paths differ, and only through what each config already reads:
+
+* ``collector/config.yaml`` and ``tempo/tempo.yaml`` read ``${env:...}`` / ``${...}``
+  variables; the stack sets them (see :meth:`OtelStack.collector_env`, :meth:`OtelStack.tempo_env`).
+* ``prometheus/prometheus.yml`` cannot read the environment (Prometheus 2.42), so the stack
+  writes a copy whose ``static_configs`` targets point at the collector's loopback ports;
+  nothing else in the file changes (:func:`prometheus_config_for`).
+
+Usage outside pytest::
+
+    from tests.harness.stack import OtelStack, locate_binaries
+
+    with OtelStack(locate_binaries()) as stack:
+        print(stack.otlp_grpc_endpoint, stack.prometheus_url, stack.tempo_url)
+        stack.wait_for_series('up{job="otel-collector"}', timeout=30)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+COLLECTOR_CONFIG = REPO_ROOT / "collector" / "config.yaml"
+TEMPO_CONFIG = REPO_ROOT / "tempo" / "tempo.yaml"
+PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+
+#: The config file each compose service mounts, as the harness runs it. The compose test
+#: checks docker-compose.yml against this mapping.
+HARNESS_CONFIGS: dict[str, Path] = {
+    "otel-collector": COLLECTOR_CONFIG,
+    "tempo": TEMPO_CONFIG,
+    "prometheus": PROMETHEUS_CONFIG,
+}
+
+#: Prometheus flags beyond config, storage and listen address; docker-compose.yml passes the
+#: same ones. Exemplar storage keeps the trace ids that come with OpenMetrics scrapes.
+PROMETHEUS_FLAGS: tuple[str, ...] = ("--enable-feature=exemplar-storage",)
+
+#: Tempo flags beyond the config file; docker-compose.yml passes the same ones.
+TEMPO_FLAGS: tuple[str, ...] = ("-config.expand-env=true",)
+
+#: Scrape job name in prometheus/prometheus.yml → which collector port it targets.
+PROMETHEUS_JOB_TARGETS: dict[str, str] = {
+    "otel-collector-exporter": "prometheus_exporter",
+    "otel-collector": "telemetry",
+}
+
+BINARY_ENV = {
+    "otelcol": "DBPULSE_OTELCOL_BIN",
+    "tempo": "DBPULSE_TEMPO_BIN",
+    "prometheus": "DBPULSE_PROMETHEUS_BIN",
+}
+_BUILD_SCRIPTS = {
+    "otelcol": REPO_ROOT / "scripts" / "build-collector.sh",
+    "tempo": REPO_ROOT / "scripts" / "build-tempo.sh",
+}
+
+
+class StackError(RuntimeError):
+    """A backend did not start, answer or stop as expected; the message says which and why."""
+
+
+def locate_binary(name: str) -> Path | None:
+    """Path of the ``otelcol``, ``tempo`` or ``prometheus`` binary, or None if absent.
+
+    The environment variable (``DBPULSE_OTELCOL_BIN``, ``DBPULSE_TEMPO_BIN``,
+    ``DBPULSE_PROMETHEUS_BIN``) wins; otherwise the path the build script caches it at
+    (``~/.cache/dbpulse/...``), or Debian's ``/usr/bin/prometheus``.
+
+    >>> locate_binary("prometheus")  # doctest: +SKIP
+    PosixPath('/usr/bin/prometheus')
+    """
+    env = os.environ.get(BINARY_ENV[name])
+    if env:
+        path = Path(env).expanduser()
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+    if name == "prometheus":
+        found = shutil.which("prometheus")
+        return Path(found) if found else None
+    printed = subprocess.run(
+        ["bash", str(_BUILD_SCRIPTS[name]), "--print-path"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    built = Path(printed) if printed else None
+    return built if built and built.is_file() and os.access(built, os.X_OK) else None
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Where the three backends' executables are."""
+
+    otelcol: Path
+    prometheus: Path
+    tempo: Path
+
+
+def locate_binaries() -> Binaries:
+    """All three binaries, or :class:`StackError` naming the missing ones and the fix."""
+    found = {name: locate_binary(name) for name in BINARY_ENV}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        raise StackError(missing_binaries_message(missing))
+    return Binaries(**{name: path for name, path in found.items() if path is not None})
+
+
+def missing_binaries_message(missing: list[str]) -> str:
+    """What to run when ``missing`` binaries are not there."""
+    names = ", ".join(missing)
+    envs = ", ".join(BINARY_ENV[m] for m in missing)
+    return (
+        f"missing telemetry backend binaries: {names}. Build/install them with "
+        f"`scripts/services.sh binaries packages` (or point {envs} at them)."
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url``; (status, body). Connection errors raise ``OSError``."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read()
+
+
+def wait_until(
+    check: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition"
+) -> Any:
+    """Call ``check`` until it returns something truthy; return it, or raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, ValueError, KeyError) as err:
+            last_error = err
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def prometheus_config_for(source: Path, targets: Mapping[str, str]) -> str:
+    """``source`` with each job's ``static_configs`` targets replaced by ``targets[job]``.
+
+    Only the targets change; a job of the file that ``targets`` does not name is an error, so a
+    new scrape job in prometheus.yml cannot be silently left pointing at a compose host name.
+    """
+    config = yaml.safe_load(source.read_text())
+    for job in config.get("scrape_configs", []):
+        name = job["job_name"]
+        if name not in targets:
+            raise StackError(f"{source}: scrape job {name!r} has no loopback target in the harness")
+        for static in job.get("static_configs", []):
+            static["targets"] = [targets[name]]
+    rendered: str = yaml.safe_dump(config, sort_keys=False)
+    return rendered
+
+
+@dataclass
+class ManagedProcess:
+    """One backend process: started in its own process group, stopped without orphans."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until ``health_url`` answers 200."""
+        if self.running:
+            return
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
+        def healthy() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise StackError(
+                    f"{self.name} exited with {self.process.returncode} during start; "
+                    f"last log lines:\n{self.log_tail()}"
+                )
+            return http_get(self.health_url, timeout=2)[0] == 200
+
+        try:
+            wait_until(healthy, timeout, what=f"{self.name} health at {self.health_url}")
+        except StackError as err:
+            self.stop()
+            raise StackError(f"{err}\n{self.name} log tail:\n{self.log_tail()}") from None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group, SIGKILL what is left after ``timeout``."""
+        self._signal_and_reap(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash or OOM kill would."""
+        self._signal_and_reap(signal.SIGKILL, 10.0)
+
+    def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.process = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class OtelStack:
+    """Collector → (Tempo, Prometheus) on loopback, from the repository's config files.
+
+    Endpoints: :attr:`otlp_grpc_endpoint` (``127.0.0.1:PORT``), :attr:`otlp_http_endpoint`
+    (``http://127.0.0.1:PORT``), :attr:`prometheus_url`, :attr:`tempo_url`. Queries:
+    :meth:`query_prometheus`, :meth:`wait_for_series`, :meth:`get_trace`,
+    :meth:`search_traceql`. Faults: :meth:`stop_tempo`/:meth:`start_tempo`,
+    :meth:`kill_collector`/:meth:`start_collector` (the collector keeps its file_storage
+    directory, so its persistent queue survives).
+    """
+
+    binaries: Binaries
+    workdir: Path | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    _procs: dict[str, ManagedProcess] = field(default_factory=dict)
+    _own_workdir: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="dbpulse-otel-stack-"))
+            self._own_workdir = True
+        for key in (
+            "otlp_grpc",
+            "otlp_http",
+            "collector_health",
+            "prometheus_exporter",
+            "telemetry",
+            "prometheus",
+            "tempo_http",
+            "tempo_grpc",
+            "tempo_otlp_grpc",
+            "tempo_otlp_http",
+        ):
+            self.ports.setdefault(key, free_port())
+        self._procs = {
+            "tempo": self._tempo_process(),
+            "otelcol": self._collector_process(),
+            "prometheus": self._prometheus_process(),
+        }
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir
+
+    @property
+    def otlp_grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.ports['otlp_grpc']}"
+
+    @property
+    def otlp_http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['otlp_http']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    @property
+    def tempo_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['tempo_http']}"
+
+    @property
+    def collector_telemetry_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['telemetry']}/metrics"
+
+    # -- process definitions ---------------------------------------------------------------
+
+    def collector_env(self) -> dict[str, str]:
+        """The variables collector/config.yaml reads, pointed at this stack's ports and dirs."""
+        p = self.ports
+        return {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['otlp_grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['otlp_http']}",
+            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{p['collector_health']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{p['prometheus_exporter']}",
+            "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+            "OTELCOL_TELEMETRY_PORT": str(p["telemetry"]),
+            "OTELCOL_STORAGE_DIR": str(self.dir / "otelcol-storage"),
+            "TEMPO_OTLP_ENDPOINT": f"127.0.0.1:{p['tempo_otlp_grpc']}",
+        }
+
+    def tempo_env(self) -> dict[str, str]:
+        """The variables tempo/tempo.yaml reads, pointed at this stack's ports and dirs."""
+        p = self.ports
+        return {
+            "TEMPO_HTTP_LISTEN_ADDRESS": "127.0.0.1",
+            "TEMPO_HTTP_PORT": str(p["tempo_http"]),
+            "TEMPO_GRPC_LISTEN_ADDRESS": "127.0.0.1",
+            "TEMPO_GRPC_PORT": str(p["tempo_grpc"]),
+            "TEMPO_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['tempo_otlp_grpc']}",
+            "TEMPO_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['tempo_otlp_http']}",
+            "TEMPO_DATA_DIR": str(self.dir / "tempo"),
+        }
+
+    def _collector_process(self) -> ManagedProcess:
+        return ManagedProcess(
+            name="collector",
+            argv=[str(self.binaries.otelcol), f"--config={COLLECTOR_CONFIG}"],
+            env=self.collector_env(),
+            log_path=self.dir / "otelcol.log",
+            health_url=f"http://127.0.0.1:{self.ports['collector_health']}/",
+        )
+
+    def _tempo_process(self) -> ManagedProcess:
+        return ManagedProcess(
+            name="tempo",
+            argv=[str(self.binaries.tempo), f"-config.file={TEMPO_CONFIG}", *TEMPO_FLAGS],
+            env=self.tempo_env(),
+            log_path=self.dir / "tempo.log",
+            health_url=f"{self.tempo_url}/ready",
+        )
+
+    def _prometheus_process(self) -> ManagedProcess:
+        targets = {
+            job: f"127.0.0.1:{self.ports[port_key]}"
+            for job, port_key in PROMETHEUS_JOB_TARGETS.items()
+        }
+        config = self.dir / "prometheus.yml"
+        config.write_text(prometheus_config_for(PROMETHEUS_CONFIG, targets))
+        return ManagedProcess(
+            name="prometheus",
+            argv=[
+                str(self.binaries.prometheus),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.dir / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
+                *PROMETHEUS_FLAGS,
+            ],
+            env={},
+            log_path=self.dir / "prometheus.log",
+            health_url=f"{self.prometheus_url}/-/ready",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> OtelStack:
+        """Start Tempo, then the collector (which exports to it), then Prometheus."""
+        try:
+            for name in ("tempo", "otelcol", "prometheus"):
+                self._procs[name].start(timeout=90 if name == "tempo" else 60)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything this stack started and remove its temporary directory."""
+        for name in ("otelcol", "prometheus", "tempo"):
+            self._procs[name].stop()
+        if self._own_workdir and os.environ.get("DBPULSE_KEEP_STACK_DIR") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> OtelStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop_tempo(self) -> None:
+        self._procs["tempo"].stop()
+
+    def start_tempo(self) -> None:
+        self._procs["tempo"].start(timeout=90)
+
+    def kill_collector(self) -> None:
+        """SIGKILL the collector: no flush, no graceful shutdown."""
+        self._procs["otelcol"].kill()
+
+    def start_collector(self) -> None:
+        self._procs["otelcol"].start()
+
+    def is_running(self, name: str) -> bool:
+        """Whether ``otelcol``, ``tempo`` or ``prometheus`` is up (as this stack started it)."""
+        return self._procs[name].running
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """Last lines of ``otelcol``, ``tempo`` or ``prometheus``'s log, for failure messages."""
+        return self._procs[name].log_tail(lines)
+
+    # -- Prometheus ------------------------------------------------------------------------
+
+    def query_prometheus(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; the ``result`` list (``[{"metric": {...}, "value": [t, "v"]}]``)."""
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        status, body = http_get(url)
+        payload = json.loads(body)
+        if status != 200 or payload.get("status") != "success":
+            raise StackError(f"PromQL {promql!r} failed ({status}): {payload.get('error')}")
+        result: list[dict[str, Any]] = payload["data"]["result"]
+        return result
+
+    def wait_for_series(
+        self,
+        promql: str,
+        timeout: float = 60.0,
+        predicate: Callable[[list[dict[str, Any]]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Poll ``promql`` until it returns series (and ``predicate(result)`` holds)."""
+
+        def check() -> list[dict[str, Any]] | None:
+            result = self.query_prometheus(promql)
+            if result and (predicate is None or predicate(result)):
+                return result
+            return None
+
+        found: list[dict[str, Any]] = wait_until(check, timeout, interval=1.0, what=promql)
+        return found
+
+    def query_exemplars(self, promql: str, since_s: float = 600.0) -> list[dict[str, Any]]:
+        """Exemplars of ``promql`` over the last ``since_s`` seconds."""
+        now = time.time()
+        query = urllib.parse.urlencode({"query": promql, "start": now - since_s, "end": now})
+        status, body = http_get(f"{self.prometheus_url}/api/v1/query_exemplars?{query}")
+        payload = json.loads(body)
+        if status != 200:
+            raise StackError(f"exemplar query {promql!r} failed ({status}): {payload}")
+        data: list[dict[str, Any]] = payload["data"]
+        return data
+
+    # -- Tempo -----------------------------------------------------------------------------
+
+    def get_trace(self, trace_id_hex: str) -> dict[str, Any] | None:
+        """The trace as OTLP JSON (``{"resourceSpans": [...]}``), or None while Tempo lacks it."""
+        status, body = http_get(f"{self.tempo_url}/api/v2/traces/{trace_id_hex}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise StackError(f"Tempo trace {trace_id_hex}: HTTP {status}: {body[:300]!r}")
+        payload = json.loads(body)
+        trace: dict[str, Any] | None = payload.get("trace", payload)
+        return trace
+
+    def search_traceql(self, query: str, since_s: float = 3600.0) -> list[dict[str, Any]]:
+        """TraceQL search over the last ``since_s`` seconds; Tempo's ``traces`` list."""
+        now = int(time.time())
+        params = urllib.parse.urlencode(
+            {"q": query, "start": now - int(since_s), "end": now + 60, "limit": 100}
+        )
+        status, body = http_get(f"{self.tempo_url}/api/search?{params}")
+        if status != 200:
+            raise StackError(f"TraceQL {query!r}: HTTP {status}: {body[:300]!r}")
+        traces: list[dict[str, Any]] = json.loads(body).get("traces", [])
+        return traces
+
+    # -- collector -------------------------------------------------------------------------
+
+    def collector_metric(self, name_prefix: str) -> float:
+        """Sum of the collector's own metric samples whose name starts with ``name_prefix``."""
+        _, body = http_get(self.collector_telemetry_url)
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name_prefix):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def trace_spans(trace: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Flatten an OTLP JSON trace into its spans (each with ``serviceName`` added)."""
+    spans: list[dict[str, Any]] = []
+    for rs in trace.get("resourceSpans", trace.get("batches", [])):
+        service = next(
+            (
+                a["value"].get("stringValue")
+                for a in rs.get("resource", {}).get("attributes", [])
+                if a["key"] == "service.name"
+            ),
+            None,
+        )
+        for ss in rs.get("scopeSpans", rs.get("instrumentationLibrarySpans", [])):
+            for span in ss.get("spans", []):
+                spans.append({**span, "serviceName": service})
+    return spans
