@@ -113,15 +113,24 @@ _SESSION: dict[str, Any] = {}
 
 def _session_telemetry() -> Telemetry:
     if "telemetry" not in _SESSION:
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
-        os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
         spans = InMemorySpanExporter()
         exporter = CapturingMetricExporter()
-        telemetry = dbpulse.configure(
-            service_name="dbpulse-tests",
-            metric_exporter=exporter,
-            span_processors=[SimpleSpanProcessor(spans)],
-        )
+        # Only the in-memory exporters; the variables are restored so that subprocesses the
+        # tests start (applications under test) see the environment as it was.
+        saved = {k: os.environ.get(k) for k in ("OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME")}
+        os.environ["OTEL_TRACES_EXPORTER"] = "none"
+        try:
+            telemetry = dbpulse.configure(
+                service_name="dbpulse-tests",
+                metric_exporter=exporter,
+                span_processors=[SimpleSpanProcessor(spans)],
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         _SESSION["telemetry"] = Telemetry(telemetry, spans, exporter)
     return _SESSION["telemetry"]  # type: ignore[no-any-return]
 

@@ -221,9 +221,12 @@ def configure(
     :class:`~dbpulse.AggregatingMetricExporter`. ``span_exporter``/``metric_exporter`` replace
     the environment's choice (tests, custom backends).
     """
-    if service_name:
-        os.environ.setdefault("OTEL_SERVICE_NAME", service_name)
-    resource = resource or Resource.create()
+    if resource is None:
+        # ``service_name`` is the default; OTEL_SERVICE_NAME, when set, wins.
+        defaults = {}
+        if service_name and not os.environ.get("OTEL_SERVICE_NAME"):
+            defaults["service.name"] = service_name
+        resource = Resource.create(defaults)
     tracer_provider = TracerProvider(
         resource=resource,
         sampler=sampler or ParentBased(AdaptiveSampler(LOAD)),

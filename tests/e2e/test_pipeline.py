@@ -129,7 +129,8 @@ def test_workload_reaches_prometheus_and_tempo(
         assert _value(series) == ops
         assert series[0]["metric"]["job"] == service
     buckets = otel_stack.query_prometheus(
-        f'db_client_operation_duration_seconds_bucket{{service_name="{service}",le="+Inf"}}'
+        f'db_client_operation_duration_seconds_bucket{{service_name="{service}",'
+        f'db_operation_name="INSERT",le="+Inf"}}'
     )
     assert _value(buckets) == sum(result.ops_by_system.values())
 
@@ -148,15 +149,24 @@ def test_workload_reaches_prometheus_and_tempo(
     otel_stack.wait_for_series(
         f'traces_span_metrics_duration_seconds_count{{service_name="{service}"}}', timeout=30
     )
-    # Exemplars: a latency bucket links back to the workload's trace.
-    exemplar_trace_ids = {
-        ex["labels"].get("trace_id")
-        for group in otel_stack.query_exemplars(
-            f'traces_span_metrics_duration_seconds_bucket{{service_name="{service}"}}'
+    # Exemplars: latency buckets link back to the workload's trace, both the span metrics'
+    # and dbpulse's own histogram (exemplars from sampled spans).
+    def exemplar_trace_ids(metric: str) -> set[str]:
+        return {
+            ex["labels"].get("trace_id")
+            for group in otel_stack.query_exemplars(f'{metric}{{service_name="{service}"}}')
+            for ex in group["exemplars"]
+        }
+
+    for metric in (
+        "traces_span_metrics_duration_seconds_bucket",
+        "db_client_operation_duration_seconds_bucket",
+    ):
+        wait_until(
+            lambda metric=metric: result.trace_id in exemplar_trace_ids(metric),
+            timeout=60,
+            what=f"an exemplar of {metric} with trace_id {result.trace_id}",
         )
-        for ex in group["exemplars"]
-    }
-    assert result.trace_id in exemplar_trace_ids
 
     # Service graph: producer → Redis → consumer is an edge between the two services.
     edge = otel_stack.wait_for_series(
@@ -169,7 +179,7 @@ def test_workload_reaches_prometheus_and_tempo(
     assert edge[0]["metric"]["server_messaging_destination_name"] == QUEUE_DESTINATION
 
     # Tempo: the workload's trace by id, whole, with the ISBNs on the database spans.
-    expected_spans = 1 + sum(result.ops_by_system.values())
+    expected_spans = result.spans
     trace = wait_until(
         lambda: (
             (t := otel_stack.get_trace(result.trace_id))

@@ -1,11 +1,9 @@
 """A small instrumented workload for the end-to-end pipeline tests.
 
-It writes books (with ISBNs) to SQLite and, when a DSN is given, PostgreSQL, and passes a
-message producer → Redis → consumer, instrumented directly on the OpenTelemetry SDK the way
-dbpulse instruments them: CLIENT spans named ``{operation} {table}`` with the stable database
-attributes and ``book.isbn``, a ``db.client.operation.duration`` histogram (seconds), and a
-PRODUCER/CONSUMER pair linked through a W3C ``traceparent`` in the message.
-:func:`run_workload` is the one function to swap for ``dbpulse.instrument()`` later.
+It writes books (with ISBNs) to SQLite and, when a DSN is given, PostgreSQL, as a plain
+application instrumented by dbpulse (its own process, exporting over OTLP), and passes a
+message producer → Redis → consumer between two services (PRODUCER/CONSUMER spans linked
+through a W3C ``traceparent`` in the message) for the service graph.
 
 Run as a program it loops until a stop file appears (the collector-kill test drives it)::
 
@@ -19,6 +17,8 @@ import contextlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind, Tracer
 #: Valid ISBN-13s (checksums hold), written one per operation in turn.
 ISBNS = ("9780306406157", "9780131103627", "9780262033848", "9781492052203")
 QUEUE_DESTINATION = "dbpulse.e2e.patterns"
+_REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Telemetry:
 
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    endpoint: str = ""
 
     @classmethod
     def otlp(cls, endpoint: str, service_name: str, export_interval_ms: int = 1000) -> Telemetry:
@@ -63,7 +65,7 @@ class Telemetry:
             export_interval_millis=export_interval_ms,
         )
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
-        return cls(tracer_provider, meter_provider)
+        return cls(tracer_provider, meter_provider, endpoint)
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()
@@ -82,6 +84,7 @@ class WorkloadResult:
     ops_by_system: dict[str, int] = field(default_factory=dict)
     isbns: list[str] = field(default_factory=list)
     flow_trace_id: str = ""
+    spans: int = 0  # spans in the database trace (root + one per statement)
 
 
 def run_workload(
@@ -95,52 +98,90 @@ def run_workload(
 ) -> WorkloadResult:
     """Write ``ops_per_system`` books per database and pass one message through Redis.
 
-    All database spans share one trace (its id is ``result.trace_id``); the producer and
-    consumer spans share another (``result.flow_trace_id``), with the consumer in the
-    ``consumer`` service so the service graph has an edge.
+    The database part is an ordinary application instrumented by dbpulse
+    (``dbpulse.configure()`` + ``dbpulse.instrument()``), run in its own process under the app's
+    service name and exporting to the same collector. All its database spans share one trace
+    (``result.trace_id``); the producer and consumer spans share another
+    (``result.flow_trace_id``), with the consumer in the ``consumer`` service so the service
+    graph has an edge.
     """
-    tracer = app.tracer_provider.get_tracer("dbpulse.e2e")
-    duration = app.meter_provider.get_meter("dbpulse.e2e").create_histogram(
-        "db.client.operation.duration", unit="s", description="Duration of database operations"
+    service = str(app.tracer_provider.resource.attributes["service.name"])
+    command = [
+        sys.executable,
+        "-m",
+        "tests.e2e.workload",
+        "db",
+        "--ops",
+        str(ops_per_system),
+        "--sqlite",
+        str(sqlite_path),
+    ]
+    if postgres_dsn:
+        command += ["--postgres", postgres_dsn]
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{app.endpoint}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=_REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"the instrumented workload failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    result = WorkloadResult(
+        trace_id=report["trace_id"],
+        ops_by_system=report["ops_by_system"],
+        isbns=report["isbns"],
+        spans=report["spans"],
     )
-    result = WorkloadResult()
+    if redis_url:
+        tracer = app.tracer_provider.get_tracer("dbpulse.e2e")
+        result.flow_trace_id = _producer_consumer(tracer, consumer, redis_url)
+    app.flush()
+    consumer.flush()
+    return result
+
+
+def _database_workload(ops: int, sqlite_path: Path, postgres_dsn: str | None) -> dict[str, Any]:
+    """The instrumented application: plain sqlite3/psycopg code under dbpulse."""
+    from opentelemetry import trace
+
+    import dbpulse
+
+    telemetry = dbpulse.configure()
+    dbpulse.instrument()
+    report: dict[str, Any] = {"ops_by_system": {}, "isbns": [], "spans": 1}
     databases: list[tuple[str, Any]] = [("sqlite", sqlite3.connect(sqlite_path))]
     if postgres_dsn:
         import psycopg
 
         databases.append(("postgresql", psycopg.connect(postgres_dsn, autocommit=True)))
+    tracer = trace.get_tracer("dbpulse.e2e")
     with tracer.start_as_current_span("e2e workload") as root:
-        result.trace_id = format(root.get_span_context().trace_id, "032x")
+        report["trace_id"] = format(root.get_span_context().trace_id, "032x")
         for system, conn in databases:
             table = "e2e_books"
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (isbn TEXT, title TEXT)")
+            report["spans"] += 1
             placeholder = "?" if system == "sqlite" else "%s"
-            for i in range(ops_per_system):
+            for i in range(ops):
                 isbn = ISBNS[i % len(ISBNS)]
-                attrs = {
-                    "db.system.name": system,
-                    "db.operation.name": "INSERT",
-                    "db.collection.name": table,
-                }
-                start = time.perf_counter()
-                with tracer.start_as_current_span(
-                    f"INSERT {table}", kind=SpanKind.CLIENT, attributes={**attrs, "book.isbn": isbn}
-                ):
-                    conn.execute(
-                        f"INSERT INTO {table} (isbn, title) VALUES ({placeholder}, {placeholder})",
-                        (isbn, f"book {i}"),
-                    )
-                duration.record(time.perf_counter() - start, attrs)
-                result.ops_by_system[system] = result.ops_by_system.get(system, 0) + 1
-                result.isbns.append(isbn)
+                conn.execute(
+                    f"INSERT INTO {table} (isbn, title) VALUES ({placeholder}, {placeholder})",
+                    (isbn, f"book {i}"),
+                )
+                report["ops_by_system"][system] = report["ops_by_system"].get(system, 0) + 1
+                report["isbns"].append(isbn)
+                report["spans"] += 1
             if system == "sqlite":
                 conn.commit()
             conn.close()
-    if redis_url:
-        result.flow_trace_id = _producer_consumer(tracer, consumer, redis_url)
-    app.flush()
-    consumer.flush()
-    return result
+    telemetry.shutdown()
+    return report
 
 
 def _producer_consumer(tracer: Tracer, consumer: Telemetry, redis_url: str) -> str:
@@ -180,44 +221,54 @@ def _sqlite_file() -> Iterator[Path]:
 
 
 def _loop(args: argparse.Namespace) -> int:
-    """Write one book every few milliseconds until the stop file exists; print a summary."""
-    app = Telemetry.otlp(args.otlp, args.service)
-    tracer = app.tracer_provider.get_tracer("dbpulse.e2e")
-    duration = app.meter_provider.get_meter("dbpulse.e2e").create_histogram(
-        "db.client.operation.duration", unit="s"
+    """Write one book every few milliseconds until the stop file exists; print a summary.
+
+    An ordinary application under dbpulse: the collector may die and come back meanwhile.
+    """
+    import dbpulse
+
+    os.environ.update(
+        {
+            "OTEL_SERVICE_NAME": args.service,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{args.otlp}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "otlp",
+        }
     )
+    telemetry = dbpulse.configure()
+    dbpulse.instrument()
     ops = errors = 0
     deadline = time.monotonic() + args.max_seconds
     with _sqlite_file() as path:
         conn = sqlite3.connect(path)
         conn.execute("CREATE TABLE books (isbn TEXT, title TEXT)")
-        attrs = {
-            "db.system.name": "sqlite",
-            "db.operation.name": "INSERT",
-            "db.collection.name": "books",
-        }
         while not Path(args.stop_file).exists() and time.monotonic() < deadline:
             # The application's own error accounting: telemetry must never make this count rise.
             try:
                 isbn = ISBNS[ops % len(ISBNS)]
-                start = time.perf_counter()
-                with tracer.start_as_current_span(
-                    "INSERT books", kind=SpanKind.CLIENT, attributes={**attrs, "book.isbn": isbn}
-                ):
-                    conn.execute("INSERT INTO books VALUES (?, ?)", (isbn, "t"))
-                    conn.commit()
-                duration.record(time.perf_counter() - start, attrs)
+                conn.execute("INSERT INTO books VALUES (?, ?)", (isbn, "t"))
+                conn.commit()
                 ops += 1
             except Exception:
                 errors += 1
             time.sleep(args.interval)
         conn.close()
-    app.shutdown()
+    telemetry.shutdown()
     print(json.dumps({"ops": ops, "errors": errors}), flush=True)
     return 0
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "db":
+        parser = argparse.ArgumentParser(description="one instrumented database workload")
+        parser.add_argument("--ops", type=int, required=True)
+        parser.add_argument("--sqlite", type=Path, required=True)
+        parser.add_argument("--postgres")
+        args = parser.parse_args(sys.argv[2:])
+        print(json.dumps(_database_workload(args.ops, args.sqlite, args.postgres)), flush=True)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--otlp", required=True, help="collector OTLP/gRPC host:port")
     parser.add_argument("--service", required=True, help="service.name")
