@@ -1,0 +1,44 @@
+"""The live ISBN sphere: a span processor that feeds it, and the server that draws it.
+
+Feed a viz server from an instrumented application (standard library only)::
+
+    from dbpulse.viz import VizFeedProcessor
+    tracer_provider.add_span_processor(VizFeedProcessor("http://127.0.0.1:8765"))
+
+Run the server (needs the ``viz`` extra: FastAPI and uvicorn)::
+
+    dbpulse viz --port 8765            # or: from dbpulse.viz import serve; serve(port=8765)
+
+Then open http://127.0.0.1:8765/ for the sphere. ``docs/viz.md`` describes the event format,
+the endpoints and the configuration variables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dbpulse.viz._feed import WRITE_OPERATIONS, VizFeedProcessor, adjusted_count
+
+if TYPE_CHECKING:
+    from dbpulse.viz._server import VizConfig, VizServer, create_app, serve
+
+__all__ = [
+    "WRITE_OPERATIONS",
+    "VizConfig",
+    "VizFeedProcessor",
+    "VizServer",
+    "adjusted_count",
+    "create_app",
+    "serve",
+]
+
+_SERVER_NAMES = {"VizConfig", "VizServer", "create_app", "serve"}
+
+
+def __getattr__(name: str) -> Any:
+    # The server side needs FastAPI; an instrumented application importing the feed does not.
+    if name in _SERVER_NAMES:
+        from dbpulse.viz import _server
+
+        return getattr(_server, name)
+    raise AttributeError(f"module 'dbpulse.viz' has no attribute {name!r}")
