@@ -149,6 +149,7 @@ def test_workload_reaches_prometheus_and_tempo(
     otel_stack.wait_for_series(
         f'traces_span_metrics_duration_seconds_count{{service_name="{service}"}}', timeout=30
     )
+
     # Exemplars: latency buckets link back to the workload's trace, both the span metrics'
     # and dbpulse's own histogram (exemplars from sampled spans).
     def exemplar_trace_ids(metric: str) -> set[str]:
