@@ -360,12 +360,14 @@ class Call:
         """Read the keys of a single call and start its span if it would be kept."""
         stmt = self.stmt
         try:
-            if params is not None and stmt.is_write and STATE.extractor is not None:
+            want = _want_span()
+            # Writes need their keys for the exact metrics; reads only when a span shows them.
+            if params is not None and (stmt.is_write or want) and STATE.extractor is not None:
                 keys = _guarded_keys(STATE.extractor.from_params, params)
                 self.keys = _merge(stmt.literal_keys, keys)
             elif not self.keys:
                 self.keys = stmt.literal_keys
-            if _want_span():
+            if want:
                 self.span = switch.spans.start(
                     stmt.span_name,
                     _span_attributes(stmt, self.db, self.keys, None),
@@ -526,10 +528,8 @@ def _traced_with_span(
 ) -> R:
     """The slower half of :func:`traced_call`, when a span would be kept."""
     call = Call(db, stmt)
-    call.keys = keys
-    if not stmt.is_write and stmt.literal_keys:
-        call.keys = stmt.literal_keys
-    call.begin(switch, None)
+    call.keys = keys  # a write's keys are already read; a read's come from begin()
+    call.begin(switch, None if stmt.is_write else params)
     try:
         result = fn(*args)
     except BaseException as exc:

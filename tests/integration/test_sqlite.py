@@ -62,6 +62,14 @@ def test_literals_are_replaced_in_query_text(db, otel):
     assert span.attributes["book.isbn"] == ISBN  # ISBN-10 literal, normalised
 
 
+def test_reads_carry_the_isbn_of_their_parameters_on_the_span(db, otel):
+    db.execute("SELECT title FROM books WHERE isbn = ?", ("ISBN 0-306-40615-2",))
+    (span,) = otel.spans()
+    assert span.attributes["book.isbn"] == ISBN
+    # ... but a read is not a write: no write metrics.
+    assert otel.value("dbpulse.db.isbn.writes") == 0
+
+
 def test_every_sqlite_path_is_observed_exactly_once(db, otel):
     cur = db.cursor()
     db.execute("INSERT INTO books (isbn) VALUES (?)", (ISBN,))
