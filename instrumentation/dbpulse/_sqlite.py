@@ -80,8 +80,10 @@ def _bases(factory: type) -> dict[str, Any]:
     }
 
 
-class _CursorMixin:
-    """Methods of an instrumented cursor; ``_dbpulse_db`` is set by the connection."""
+class _Observed:
+    """``execute``, ``executemany`` and ``executescript``, observed: shared by the instrumented
+    connection and cursor classes. ``Connection.execute`` runs the statement in C without
+    calling a cursor's ``execute``, so each path is observed exactly once."""
 
     _dbpulse_db: Database
     _dbp_execute: Any
@@ -129,6 +131,10 @@ class _CursorMixin:
             self,
             sql_script,
         )
+
+
+class _CursorMixin(_Observed):
+    """An instrumented cursor; ``_dbpulse_db`` is set by the connection that made it."""
 
 
 _cursor_classes: dict[type, type] = {}
@@ -144,13 +150,8 @@ def _instrumented_cursor_class(factory: type) -> type:
     return found
 
 
-class _ConnectionMixin:
-    """Methods of an instrumented connection class (a subclass of the application's factory)."""
-
-    _dbpulse_db: Database
-    _dbp_execute: Any
-    _dbp_executemany: Any
-    _dbp_executescript: Any
+class _ConnectionMixin(_Observed):
+    """An instrumented connection class (a subclass of the application's factory)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -161,50 +162,6 @@ class _ConnectionMixin:
         cursor = super().cursor(cursor_class)  # type: ignore[misc]
         cursor._dbpulse_db = self._dbpulse_db
         return cursor
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Any:
-        # Connection.execute runs the statement in C without calling our cursor().execute, so
-        # observing it here counts it exactly once.
-        if not SWITCH.on or type(sql) is not str:
-            return self._dbp_execute(self, sql, parameters)
-        return traced_call(
-            SWITCH,
-            self._dbpulse_db,
-            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
-            parameters,
-            self._dbp_execute,
-            self,
-            sql,
-            parameters,
-            rowcount=_rowcount,
-        )
-
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
-        if not SWITCH.on or type(sql) is not str:
-            return self._dbp_executemany(self, sql, seq_of_parameters)
-        return traced_batch(
-            SWITCH,
-            self._dbpulse_db,
-            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
-            seq_of_parameters,
-            self._dbp_executemany,
-            self,
-            sql,
-            rowcount=_rowcount,
-        )
-
-    def executescript(self, sql_script: str, /) -> Any:
-        if not SWITCH.on or type(sql_script) is not str:
-            return self._dbp_executescript(self, sql_script)
-        return traced_call(
-            SWITCH,
-            self._dbpulse_db,
-            _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
-            None,
-            self._dbp_executescript,
-            self,
-            sql_script,
-        )
 
 
 _CURSOR = _instrumented_cursor_class(sqlite3.Cursor)
@@ -238,60 +195,35 @@ def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
     return _original_connect(*args, **kwargs)
 
 
-class _ConnectionProxy(wrapt.ObjectProxy):
+def _forward(name: str) -> Any:
+    """A ``_dbp_*`` method of the proxy: call ``name`` on the wrapped connection."""
+
+    def call(proxy: Any, *args: Any) -> Any:
+        return getattr(proxy.__wrapped__, name)(*args)
+
+    return staticmethod(call)
+
+
+class _ConnectionProxy(_Observed, wrapt.ObjectProxy):
     """Wraps a connection made before instrumenting (a C object whose class can't change)."""
+
+    _dbp_execute = _forward("execute")
+    _dbp_executemany = _forward("executemany")
+    _dbp_executescript = _forward("executescript")
 
     def __init__(self, connection: sqlite3.Connection, db: Database) -> None:
         super().__init__(connection)
         self._self_db = db
+
+    @property
+    def _dbpulse_db(self) -> Database:  # type: ignore[override]
+        return self._self_db
 
     def cursor(self, factory: type | None = None) -> Any:
         cursor_class = _instrumented_cursor_class(factory or sqlite3.Cursor)
         cursor = self.__wrapped__.cursor(cursor_class)
         cursor._dbpulse_db = self._self_db
         return cursor
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Any:
-        conn = self.__wrapped__
-        if not SWITCH.on or type(sql) is not str:
-            return conn.execute(sql, parameters)
-        return traced_call(
-            SWITCH,
-            self._self_db,
-            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
-            parameters,
-            conn.execute,
-            sql,
-            parameters,
-            rowcount=_rowcount,
-        )
-
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
-        conn = self.__wrapped__
-        if not SWITCH.on or type(sql) is not str:
-            return conn.executemany(sql, seq_of_parameters)
-        return traced_batch(
-            SWITCH,
-            self._self_db,
-            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
-            seq_of_parameters,
-            conn.executemany,
-            sql,
-            rowcount=_rowcount,
-        )
-
-    def executescript(self, sql_script: str, /) -> Any:
-        conn = self.__wrapped__
-        if not SWITCH.on or type(sql_script) is not str:
-            return conn.executescript(sql_script)
-        return traced_call(
-            SWITCH,
-            self._self_db,
-            _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
-            None,
-            conn.executescript,
-            sql_script,
-        )
 
     def __enter__(self) -> Any:
         self.__wrapped__.__enter__()
