@@ -159,6 +159,19 @@ def test_flows_reach_tempo_by_flow_id_and_prometheus(
         predicate=lambda s: _value(s) == EVENTS,
     )
     assert _value(latency) == EVENTS
+    # Span metrics carry the checkpoint; the service graph has the producer → consumer edge.
+    received = otel_stack.wait_for_series(
+        f'sum(traces_span_metrics_calls_total{{service_name="{consumer_service}",'
+        f'flow_checkpoint="EVENT_RECEIVED"}})',
+        timeout=90,
+        predicate=lambda s: _value(s) == EVENTS,
+    )
+    assert _value(received) == EVENTS
+    otel_stack.wait_for_series(
+        f'traces_service_graph_request_total{{client="{producer_service}",'
+        f'server="{consumer_service}"}}',
+        timeout=90,
+    )
     heartbeat = otel_stack.wait_for_series(
         f'dbpulse_heartbeat_timestamp_seconds{{service_name="{consumer_service}"}}', timeout=60
     )
