@@ -444,10 +444,22 @@ class AggregatingMetricExporter(MetricExporter):
         resource_metrics = list(metrics_data.resource_metrics)
         if resource_metrics:
             first = resource_metrics[0]
+            # Join dbpulse's own scope when the export has it: the collector's prometheus
+            # exporter keeps only the last of two ScopeMetrics with the same scope, which
+            # dropped dbpulse.db.writes, the sampler gauges and the drop counter.
+            scopes = list(first.scope_metrics)
+            for i, existing in enumerate(scopes):
+                if (existing.scope.name, existing.scope.version) == (SCOPE.name, SCOPE.version):
+                    scopes[i] = ScopeMetrics(
+                        scope=existing.scope,
+                        metrics=[*existing.metrics, metric],
+                        schema_url=existing.schema_url,
+                    )
+                    break
+            else:
+                scopes.append(scope_metrics)
             resource_metrics[0] = ResourceMetrics(
-                resource=first.resource,
-                scope_metrics=[*first.scope_metrics, scope_metrics],
-                schema_url=first.schema_url,
+                resource=first.resource, scope_metrics=scopes, schema_url=first.schema_url
             )
         else:
             resource = self._resource or Resource.create()

@@ -128,6 +128,17 @@ def test_workload_reaches_prometheus_and_tempo(
         series = otel_stack.wait_for_series(promql, timeout=60, predicate=_totals(ops))
         assert _value(series) == ops
         assert series[0]["metric"]["job"] == service
+    # dbpulse's counters travel in the same scope as the histogram and survive the exporter.
+    writes = otel_stack.wait_for_series(
+        f'sum(dbpulse_db_writes_total{{service_name="{service}",db_operation_name="INSERT"}})',
+        timeout=60,
+        predicate=_totals(sum(result.ops_by_system.values())),
+    )
+    assert _value(writes) == sum(result.ops_by_system.values())
+    isbn_writes = otel_stack.query_prometheus(
+        f'dbpulse_db_isbn_writes_total{{service_name="{service}",book_isbn="{ISBNS[0]}"}}'
+    )
+    assert _value(isbn_writes) == result.isbns.count(ISBNS[0])
     buckets = otel_stack.query_prometheus(
         f'db_client_operation_duration_seconds_bucket{{service_name="{service}",'
         f'db_operation_name="INSERT",le="+Inf"}}'
