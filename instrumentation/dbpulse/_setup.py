@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters
@@ -178,6 +178,15 @@ def _viz_processor() -> SpanProcessor | None:
         return None
 
 
+def _exporter_names(signal: Literal["traces", "metrics"]) -> list[str]:
+    """``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``, ``otlp`` when unset (the SDK's own
+    helper returns nothing then, and ``opentelemetry-instrument`` relies on a distro to set it)."""
+    variable = "OTEL_TRACES_EXPORTER" if signal == "traces" else "OTEL_METRICS_EXPORTER"
+    if not os.environ.get(variable, "").strip():
+        return ["otlp"]
+    return list(_get_exporter_names(signal))
+
+
 def _metric_readers(
     names: Sequence[str], resource: Resource, exporter: MetricExporter | None
 ) -> list[MetricReader]:
@@ -240,10 +249,10 @@ def configure(
     if span_exporter is not None:
         tracer_provider.add_span_processor(CountingBatchSpanProcessor(span_exporter))
     else:
-        classes, _, _ = _import_exporters(_get_exporter_names("traces"), [], [])
+        classes, _, _ = _import_exporters(_exporter_names("traces"), [], [])
         for cls in classes.values():
             tracer_provider.add_span_processor(CountingBatchSpanProcessor(cls()))
-    readers = _metric_readers(_get_exporter_names("metrics"), resource, metric_exporter)
+    readers = _metric_readers(_exporter_names("metrics"), resource, metric_exporter)
     # configure() owns the pipeline: every exporter it made carries the aggregated histogram
     # (with OTEL_METRICS_EXPORTER=none there is nothing to carry it to).
     OPERATIONS.exporter_attached = True

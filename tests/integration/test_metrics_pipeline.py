@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -86,3 +88,35 @@ def test_without_the_wrapper_the_sdk_histogram_is_used_and_still_exact(tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "7"
+
+
+def test_configure_defaults_to_otlp_when_the_variables_are_unset(tmp_path):
+    """``dbpulse.configure()`` alone exports over OTLP, as the README says: with no
+    ``OTEL_*_EXPORTER`` set, traces and metrics reach the endpoint (a listener here)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(30)
+    port = listener.getsockname()[1]
+    script = tmp_path / "defaults.py"
+    script.write_text(
+        "import dbpulse\n"
+        "from opentelemetry import trace\n"
+        "t = dbpulse.configure(service_name='defaults')\n"
+        "trace.get_tracer('x').start_span('one').end()\n"
+        "t.force_flush(2000)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}", OTEL_EXPORTER_OTLP_TIMEOUT="1"
+    )
+    app = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        connection, _ = listener.accept()  # the OTLP exporter connected
+        connection.close()
+    finally:
+        app.kill()
+        app.communicate()
+        listener.close()
