@@ -1,0 +1,507 @@
+"""THE PROOF: every provisioned dashboard query and alert rule against the real backends.
+
+Demo workloads (``tests/grafana/workload.py``: real dbpulse instrumentation in their own
+processes, OTLP to the harness collector) run in steady state and under faults at once, under
+distinct service names and channels:
+
+========================  =====================================================================
+steady                    SQLite + PostgreSQL (psycopg_pool) writes with ISBNs, Redis; a
+                          producer → Redis pub/sub → consumer flow channel
+fault: database           failing statements, slow reads, SQLITE_BUSY and 55P03 lock errors, an
+                          exhausted pool, a viz feed that cannot send (drops); writes stop
+fault: flows              a consumer that drops and delays events, receives malformed
+                          messages, then exits (stuck flows, silent heartbeat)
+fault: collector          Tempo stopped for a while (the export queue backs up), then restarted
+========================  =====================================================================
+
+Then every panel target of every dashboard runs against Prometheus (PromQL, range or instant
+as the panel asks) or Tempo (TraceQL), with the dashboard variables substituted, and must
+return data. Every alert rule's own query runs against Prometheus, through its reduce (last,
+NaN dropped) and threshold: it must fire for the fault's series and not for the steady one.
+
+Long windows are shortened by substitution (printed in the table): "no writes for 1 h" is
+evaluated over 30 s, "heartbeat missing > 120 s" with a 20 s threshold (the test's heartbeat
+interval is 1 s). A rule's ``for`` is not waited out.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.grafana._provisioning import (
+    DATASOURCES,
+    REPO,
+    alert_rules,
+    dashboards,
+    load_yaml,
+    panel_queries,
+    substitute,
+)
+from tests.harness.fixtures import in_ci
+from tests.harness.stack import OtelStack, StackError, http_get, wait_until
+
+pytestmark = pytest.mark.integration
+
+#: Grafana's built-in interval variables, as a 1-hour dashboard with a 5 s scrape gets them.
+BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "10m"}
+HEARTBEAT_THRESHOLD_S = 20.0
+NO_WRITES_WINDOW = "30s"
+
+
+@dataclass
+class Scenario:
+    run: str
+    stop_file: Path
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+
+    def service(self, role: str) -> str:
+        return f"gf-{role}-{self.run}"
+
+    def channel(self, kind: str) -> str:
+        return f"gf.{kind}.{self.run}"
+
+    @property
+    def services(self) -> list[str]:
+        return [self.service(r) for r in ("db", "dbfault", "producer", "consumer", "flowfault")]
+
+    def variables(self) -> dict[str, str]:
+        """Dashboard variables as Grafana formats a multi-value selection for a regex."""
+        return {
+            **BUILTINS,
+            "service": "(" + "|".join(self.services) + ")",
+            "system": "(sqlite|postgresql|redis)",
+            "table": ".*",
+            "channel": f"({self.channel('steady')}|{self.channel('fault')})",
+        }
+
+
+def _unavailable(what: str) -> None:
+    message = f"{what} is not reachable; start it with scripts/services.sh"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _postgres_dsn() -> str:
+    import psycopg
+
+    dsn = os.environ.get(
+        "DBPULSE_TEST_POSTGRES_DSN", "postgresql://dbpulse:dbpulse@127.0.0.1:5432/dbpulse"
+    )
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        _unavailable(f"PostgreSQL at {dsn}")
+    return dsn
+
+
+def _redis_url() -> str:
+    import redis
+
+    url = os.environ.get("DBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        _unavailable(f"Redis at {url}")
+    return url
+
+
+def _start(
+    scenario: Scenario, otel_stack: OtelStack, name: str, service: str, *args: str, **env: str
+) -> None:
+    environ = {
+        **os.environ,
+        # The checkout's code, whatever copy of dbpulse is installed.
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "instrumentation")]),
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otel_stack.otlp_grpc_endpoint}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        **env,
+    }
+    scenario.processes[name] = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.grafana.workload",
+            *args,
+            "--stop-file",
+            str(scenario.stop_file),
+        ],
+        env=environ,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _send_malformed(redis_url: str, channel: str) -> None:
+    """Messages an old or broken producer might send: not JSON, and JSON that is no pattern."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_until(
+            lambda: any(n for _, n in client.pubsub_numsub(channel)),
+            timeout=30,
+            what=f"a subscriber on {channel}",
+        )
+        for _ in range(3):
+            client.publish(channel, b"\xffnot json")
+            client.publish(channel, json.dumps({"flow_id": str(uuid.uuid4()), "hello": 1}))
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def scenario(otel_stack: OtelStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    dsn, redis_url = _postgres_dsn(), _redis_url()
+    tmp = tmp_path_factory.mktemp("grafana-proof")
+    run = Scenario(uuid.uuid4().hex[:6], tmp / "stop")
+    steady, fault = run.channel("steady"), run.channel("fault")
+    try:
+        _start(
+            run, otel_stack, "consumer", run.service("consumer"), "consumer", "--channel", steady
+        )
+        _start(
+            run,
+            otel_stack,
+            "flowfault",
+            run.service("flowfault"),
+            "consumer",
+            "--channel",
+            fault,
+            "--drop",
+            "0.5",
+            "--delay",
+            "0.5",
+            "--seconds",
+            "15",
+        )
+        common = ["--postgres", dsn, "--redis", redis_url, "--interval", "0.1"]
+        _start(
+            run, otel_stack, "db", run.service("db"), "db", "--sqlite", str(tmp / "a.db"), *common
+        )
+        _start(
+            run,
+            otel_stack,
+            "dbfault",
+            run.service("dbfault"),
+            "db",
+            "--mode",
+            "fault",
+            "--sqlite",
+            str(tmp / "b.db"),
+            "--seconds",
+            "25",
+            *common,
+            # A viz server that is not there, a queue of 5: the feed must drop, and count it.
+            DBPULSE_VIZ_URL="http://127.0.0.1:9",
+            DBPULSE_VIZ_QUEUE_SIZE="5",
+        )
+        _start(
+            run,
+            otel_stack,
+            "producer",
+            run.service("producer"),
+            "producer",
+            "--channel",
+            steady,
+            "--channel",
+            fault,
+            "--rate",
+            "2",
+        )
+        _send_malformed(redis_url, fault)
+        yield run
+    finally:
+        run.stop_file.touch()
+        outputs = {}
+        for name, process in run.processes.items():
+            try:
+                outputs[name], _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                outputs[name], _ = process.communicate()
+        _drop_table(dsn)
+        for name, output in outputs.items():
+            print(f"workload {name}: {output.strip().splitlines()[-1:] if output else ''}")
+
+
+def _drop_table(dsn: str) -> None:
+    import psycopg
+
+    from tests.grafana.workload import TABLE
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+
+
+# -- querying -------------------------------------------------------------------------------
+
+
+def _prometheus(stack: OtelStack, promql: str, *, instant: bool = True) -> list[dict[str, Any]]:
+    if instant:
+        return stack.query_prometheus(promql)
+    now = time.time()
+    params = {"query": promql, "start": now - 600, "end": now, "step": 15}
+    url = f"{stack.prometheus_url}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+    status, body = http_get(url)
+    payload = json.loads(body)
+    if status != 200 or payload.get("status") != "success":
+        raise StackError(f"PromQL {promql!r} failed ({status}): {payload.get('error')}")
+    result: list[dict[str, Any]] = payload["data"]["result"]
+    return result
+
+
+def _has_values(result: list[dict[str, Any]]) -> bool:
+    samples = [v for s in result for v in ([s["value"]] if "value" in s else s["values"])]
+    return any(not math.isnan(float(value)) for _, value in samples)
+
+
+def _prometheus_has_data(stack: OtelStack, promql: str, instant: bool) -> bool:
+    return _has_values(_prometheus(stack, promql, instant=instant))
+
+
+def _traceql(stack: OtelStack, query: str) -> list[dict[str, Any]]:
+    return stack.search_traceql(query, since_s=1800)
+
+
+# -- alert rules ----------------------------------------------------------------------------
+
+
+@dataclass
+class RuleCase:
+    """Which series of a rule are the steady state and which the fault, and what is shortened."""
+
+    label: str
+    steady: str
+    fault: str
+    shortened: str = ""
+
+
+def _cases(run: Scenario) -> dict[str, RuleCase]:
+    db = RuleCase("service_name", run.service("db"), run.service("dbfault"))
+    flows = RuleCase("messaging_destination_name", run.channel("steady"), run.channel("fault"))
+    return {
+        "dbpulse-heartbeat-missing": RuleCase(
+            "service_name",
+            run.service("consumer"),
+            run.service("flowfault"),
+            f"threshold 120 s -> {HEARTBEAT_THRESHOLD_S:.0f} s",
+        ),
+        "dbpulse-db-error-rate-warning": db,
+        "dbpulse-db-error-rate-critical": db,
+        "dbpulse-db-latency-p95": db,
+        "dbpulse-flow-latency-p95": flows,
+        "dbpulse-flows-stuck": flows,
+        "dbpulse-db-no-writes": RuleCase(
+            "service_name",
+            run.service("db"),
+            run.service("dbfault"),
+            f"[1h] -> [{NO_WRITES_WINDOW}]",
+        ),
+        "dbpulse-telemetry-dropped": db,
+        # Steady and fault are the same series at two times: before and during a Tempo outage.
+        "dbpulse-collector-export-backlog": RuleCase(
+            "exporter", "otlp_grpc/tempo", "otlp_grpc/tempo", "fault: Tempo stopped"
+        ),
+    }
+
+
+@dataclass
+class Evaluation:
+    """A rule evaluated once: the reduced value and firing state per series."""
+
+    values: dict[str, float]
+    fires: dict[str, bool]
+
+
+def _evaluate(stack: OtelStack, rule: dict[str, Any], case: RuleCase) -> Evaluation:
+    data = {d["refId"]: d["model"] for d in rule["data"]}
+    expr = data["A"]["expr"]
+    threshold_model = data[rule["condition"]]
+    evaluator = threshold_model["conditions"][0]["evaluator"]
+    kind, (limit,) = evaluator["type"], evaluator["params"]
+    if rule["uid"] == "dbpulse-db-no-writes":
+        expr = expr.replace("[1h]", f"[{NO_WRITES_WINDOW}]")
+    if rule["uid"] == "dbpulse-heartbeat-missing":
+        limit = HEARTBEAT_THRESHOLD_S
+    assert data["B"]["type"] == "reduce" and data["B"]["reducer"] == "last"
+    values: dict[str, float] = {}
+    fires: dict[str, bool] = {}
+    for series in stack.query_prometheus(expr):
+        value = float(series["value"][1])
+        if math.isnan(value):  # reduce mode dropNN
+            continue
+        key = series["metric"].get(case.label, "")
+        firing = value > limit if kind == "gt" else value < limit
+        # Several series per key (e.g. per system or operation): the most alarming one.
+        worse = key not in values or (value > values[key] if kind == "gt" else value < values[key])
+        if worse:
+            values[key] = value
+        fires[key] = fires.get(key, False) or firing
+    return Evaluation(values, fires)
+
+
+def _fmt(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.4g}"
+
+
+def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
+    otel_stack: OtelStack, scenario: Scenario
+) -> None:
+    rules = {r["uid"]: r for r in alert_rules()}
+    cases = _cases(scenario)
+    assert set(rules) == set(cases), "a rule without a fault scenario (or a stale case)"
+    steady: dict[str, tuple[float | None, bool]] = {}
+    fault: dict[str, tuple[float | None, bool]] = {}
+
+    backlog = "dbpulse-collector-export-backlog"
+    wait_until(
+        lambda: _evaluate(otel_stack, rules[backlog], cases[backlog]).values,
+        timeout=60,
+        what="the collector's queue size in Prometheus",
+    )
+    before = _evaluate(otel_stack, rules[backlog], cases[backlog])
+    key = cases[backlog].steady
+    steady[backlog] = (before.values.get(key), before.fires.get(key, False))
+
+    pending = [uid for uid in rules if uid != backlog]
+
+    def all_faults_fire() -> bool:
+        for uid in list(pending):
+            case = cases[uid]
+            result = _evaluate(otel_stack, rules[uid], case)
+            steady[uid] = (result.values.get(case.steady), result.fires.get(case.steady, False))
+            fault[uid] = (result.values.get(case.fault), result.fires.get(case.fault, False))
+            if fault[uid][1]:
+                pending.remove(uid)
+        return not pending
+
+    try:
+        wait_until(all_faults_fire, timeout=150, interval=3, what="every fault to fire")
+    except StackError:
+        pass  # reported in the table below
+    # Steady state once more, now that every fault is in: it must still be quiet.
+    for uid in rules:
+        if uid != backlog:
+            case = cases[uid]
+            result = _evaluate(otel_stack, rules[uid], case)
+            steady[uid] = (result.values.get(case.steady), result.fires.get(case.steady, False))
+
+    otel_stack.stop_tempo()
+    try:
+
+        def backlog_fires() -> bool:
+            result = _evaluate(otel_stack, rules[backlog], cases[backlog])
+            fault[backlog] = (result.values.get(key), result.fires.get(key, False))
+            return fault[backlog][1]
+
+        try:
+            wait_until(backlog_fires, timeout=90, interval=2, what="the export backlog")
+        except StackError:
+            pass
+    finally:
+        otel_stack.start_tempo()
+
+    lines = [
+        f"{'rule':34} {'steady':>10} {'fault':>10}  fires  substitution",
+    ]
+    for uid in rules:
+        s_value, s_fires = steady.get(uid, (None, False))
+        f_value, f_fires = fault.get(uid, (None, False))
+        verdict = "yes" if f_fires and not s_fires else "NO"
+        lines.append(
+            f"{uid.removeprefix('dbpulse-'):34} {_fmt(s_value):>10} {_fmt(f_value):>10}  "
+            f"{verdict:5}  {cases[uid].shortened}"
+        )
+    table = "\n".join(lines)
+    print("\n" + table)
+    problems = [
+        uid
+        for uid in rules
+        if not fault.get(uid, (None, False))[1]
+        or steady.get(uid, (None, True))[1]
+        or steady.get(uid, (None, False))[0] is None
+    ]
+    assert not problems, (
+        f"rules not proven (fault must fire, steady must be quiet): {problems}\n{table}"
+    )
+
+
+# -- dashboards -----------------------------------------------------------------------------
+
+
+def test_every_dashboard_query_returns_data(otel_stack: OtelStack, scenario: Scenario) -> None:
+    variables = scenario.variables()
+    queries = [q for name, board in dashboards().items() for q in panel_queries(name, board)]
+    traceql = [q for q in queries if q.language == "traceql"]
+    promql = [q for q in queries if q.language == "promql"]
+
+    # A flow id to paste into the "Flow id" variable: one of the recent flows Tempo lists.
+    recent = next(q for q in traceql if "flow_id" not in q.query)
+    found = wait_until(
+        lambda: _traceql(otel_stack, substitute(recent.query, variables)),
+        timeout=120,
+        interval=2,
+        what=f"recent flows in Tempo ({recent.name})",
+    )
+    variables["flow_id"] = str(uuid.UUID(found[0]["traceID"].rjust(32, "0")))
+
+    # The Tempo datasource's traces-to-metrics queries, as a span of the db service opens them.
+    links = load_yaml(DATASOURCES)["datasources"]
+    tempo = next(d for d in links if d["type"] == "tempo")
+    tags = f'service_name="{scenario.service("db")}"'
+    extra = [
+        (f"datasource Tempo / tracesToMetrics / {q['name']}", q["query"].replace("$__tags", tags))
+        for q in tempo["jsonData"]["tracesToMetrics"]["queries"]
+    ]
+
+    empty: list[str] = []
+    failed: list[str] = []
+    for query in promql:
+        text = substitute(query.query, variables)
+        try:
+            wait_until(
+                functools.partial(_prometheus_has_data, otel_stack, text, query.instant),
+                timeout=45,
+                interval=2,
+                what=query.name,
+            )
+        except StackError as err:
+            (failed if "failed (" in str(err) else empty).append(f"{query.name}: {text}  {err}")
+    for name, text in extra:
+        if not _has_values(_prometheus(otel_stack, text)):
+            empty.append(f"{name}: {text}")
+    for query in traceql:
+        text = substitute(query.query, variables)
+        try:
+            wait_until(
+                functools.partial(_traceql, otel_stack, text), timeout=60, interval=2, what=text
+            )
+        except StackError as err:
+            (failed if "HTTP" in str(err) else empty).append(f"{query.name}: {text}  {err}")
+    print(
+        f"\n{len(promql)} PromQL, {len(extra)} datasource link and {len(traceql)} TraceQL queries"
+    )
+    assert not failed, "queries that do not parse or fail:\n" + "\n".join(failed)
+    assert not empty, "queries without data:\n" + "\n".join(empty)
