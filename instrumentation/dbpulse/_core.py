@@ -50,7 +50,6 @@ MAX_KEYS_ON_SPAN = 100
 _STATEMENT_CACHE_SIZE = 4096
 _perf_counter = time.perf_counter
 _SPAN_KEY = trace._SPAN_KEY
-_INVALID_SPAN = trace.INVALID_SPAN
 
 
 def _context_reader() -> Callable[[], Any]:
