@@ -4,8 +4,7 @@ OpenTelemetry's global providers can be set once per process, so the session con
 dbpulse once (``dbpulse.configure`` with in-memory exporters) and each test starts from a clean
 slate: spans cleared, the metric aggregate reset, the sampler back in detailed mode.
 
-Services: PostgreSQL and Redis come from ``scripts/services.sh``. With ``CI=true`` a missing
-service fails the test; otherwise the test is skipped with a message naming what to start.
+Services: PostgreSQL and Redis come from ``scripts/services.sh`` (see ``tests/services.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import dbpulse
 from dbpulse._core import STATE, clear_statement_cache
 from dbpulse._metrics import OPERATIONS
 from dbpulse._sampler import DEFAULT_BANDS, LOAD
+from tests import services
 
 # The real collector/Prometheus/Tempo fixtures (tests/harness) for the end-to-end tests.
 pytest_plugins = (
@@ -35,16 +35,6 @@ pytest_plugins = (
     if (Path(__file__).parent / "harness" / "fixtures.py").exists()
     else []
 )
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require_service(what: str, error: BaseException | str) -> None:
-    """Fail in CI, skip elsewhere, naming what to start."""
-    message = f"{what} is not reachable ({error}); start it with scripts/services.sh"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 class CapturingMetricExporter(MetricExporter):
@@ -153,26 +143,9 @@ def otel() -> Iterator[Telemetry]:
 
 @pytest.fixture
 def pg_dsn() -> str:
-    dsn = os.environ.get(
-        "DBPULSE_TEST_POSTGRES_DSN", "postgresql://dbpulse:dbpulse@127.0.0.1:5432/dbpulse"
-    )
-    try:
-        import psycopg
-
-        with psycopg.connect(dsn, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        require_service("PostgreSQL", exc)
-    return dsn
+    return services.postgres_dsn()
 
 
 @pytest.fixture
 def redis_url() -> str:
-    url = os.environ.get("DBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-    except Exception as exc:
-        require_service("Redis", exc)
-    return url
+    return services.redis_url()

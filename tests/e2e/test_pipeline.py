@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import services
 from tests.e2e.workload import ISBNS, QUEUE_DESTINATION, Telemetry, run_workload
-from tests.harness.fixtures import in_ci
 from tests.harness.stack import (
     HARNESS_CONFIGS,
     PROMETHEUS_FLAGS,
@@ -43,37 +43,14 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 OPS_PER_SYSTEM = 12
 
 
-def _unavailable(what: str) -> None:
-    message = f"{what} is not reachable; start it with scripts/services.sh"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def e2e_postgres_dsn() -> str:
-    import psycopg
-
-    dsn = os.environ.get(
-        "DBPULSE_TEST_POSTGRES_DSN", "postgresql://dbpulse:dbpulse@127.0.0.1:5432/dbpulse"
-    )
-    try:
-        psycopg.connect(dsn, connect_timeout=3).close()
-    except psycopg.OperationalError:
-        _unavailable(f"PostgreSQL at {dsn}")
-    return dsn
+    return services.postgres_dsn()
 
 
 @pytest.fixture(scope="module")
 def e2e_redis_url() -> str:
-    import redis
-
-    url = os.environ.get("DBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-    except redis.RedisError:
-        _unavailable(f"Redis at {url}")
-    return url
+    return services.redis_url()
 
 
 def _service(prefix: str) -> str:
@@ -350,9 +327,7 @@ def test_compose_file_is_valid() -> None:
     elif shutil.which("docker-compose"):
         argv = ["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"]
     else:
-        if in_ci():
-            pytest.fail("no Compose validator; install docker-compose (scripts/services.sh)")
-        pytest.skip("no Compose validator; install docker-compose with scripts/services.sh")
+        services.require_service("A Compose validator (docker-compose)", "not installed")
     checked = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT)
     assert checked.returncode == 0, checked.stderr
 

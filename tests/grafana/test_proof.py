@@ -42,6 +42,7 @@ from typing import Any
 
 import pytest
 
+from tests import services
 from tests.grafana._provisioning import (
     DATASOURCES,
     REPO,
@@ -51,7 +52,6 @@ from tests.grafana._provisioning import (
     panel_queries,
     substitute,
 )
-from tests.harness.fixtures import in_ci
 from tests.harness.stack import OtelStack, StackError, http_get, wait_until
 
 pytestmark = pytest.mark.integration
@@ -87,37 +87,6 @@ class Scenario:
             "table": ".*",
             "channel": f"({self.channel('steady')}|{self.channel('fault')})",
         }
-
-
-def _unavailable(what: str) -> None:
-    message = f"{what} is not reachable; start it with scripts/services.sh"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-def _postgres_dsn() -> str:
-    import psycopg
-
-    dsn = os.environ.get(
-        "DBPULSE_TEST_POSTGRES_DSN", "postgresql://dbpulse:dbpulse@127.0.0.1:5432/dbpulse"
-    )
-    try:
-        psycopg.connect(dsn, connect_timeout=3).close()
-    except psycopg.OperationalError:
-        _unavailable(f"PostgreSQL at {dsn}")
-    return dsn
-
-
-def _redis_url() -> str:
-    import redis
-
-    url = os.environ.get("DBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-    except redis.RedisError:
-        _unavailable(f"Redis at {url}")
-    return url
 
 
 def _start(
@@ -173,7 +142,7 @@ def _send_malformed(redis_url: str, channel: str) -> None:
 
 @pytest.fixture(scope="module")
 def scenario(otel_stack: OtelStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    dsn, redis_url = _postgres_dsn(), _redis_url()
+    dsn, redis_url = services.postgres_dsn(), services.redis_url()
     tmp = tmp_path_factory.mktemp("grafana-proof")
     run = Scenario(uuid.uuid4().hex[:6], tmp / "stop")
     steady, fault = run.channel("steady"), run.channel("fault")

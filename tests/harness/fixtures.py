@@ -17,7 +17,6 @@ stack's temporary directory (configs, data, logs) for a post-mortem.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +29,7 @@ from tests.harness.stack import (
     locate_binary,
     missing_binaries_message,
 )
-
-
-def in_ci() -> bool:
-    """True when running under CI (``CI=true``), where a missing component is a failure."""
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.services import IN_CI
 
 
 def require_binary(name: str) -> Path:
@@ -42,7 +37,7 @@ def require_binary(name: str) -> Path:
     path = locate_binary(name)
     if path is None:
         message = missing_binaries_message([name])
-        if in_ci():
+        if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
