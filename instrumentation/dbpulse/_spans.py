@@ -20,13 +20,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 __all__ = ["DirectSpans", "TracerSpans", "span_recorder"]
@@ -37,15 +40,21 @@ _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSET = Status(StatusCode.UNSET)
 _EMPTY_STATE = TraceState()
 _CLIENT = SpanKind.CLIENT
+_MAX_EVENTS = 128  # the SDK's default span limit
 
 
-class RecordedSpan:
-    """The handful of ``Span`` methods dbpulse uses, recorded into a ``ReadableSpan`` at end."""
+class RecordedSpan(trace.Span):
+    """A span recorded by :class:`DirectSpans`: a full ``opentelemetry.trace.Span`` (it may be
+    made current and annotated by application code), turned into a ``ReadableSpan`` at end."""
 
     __slots__ = (
         "_attributes",
         "_context",
         "_copied",
+        "_ended",
+        "_events",
+        "_kind",
+        "_links",
         "_name",
         "_owner",
         "_parent",
@@ -60,6 +69,8 @@ class RecordedSpan:
         context: SpanContext,
         parent: SpanContext | None,
         attributes: dict[str, Any],
+        kind: SpanKind = _CLIENT,
+        links: Sequence[Link] = (),
     ) -> None:
         self._owner = owner
         self._name = name
@@ -68,13 +79,17 @@ class RecordedSpan:
         self._attributes = attributes
         self._copied = False
         self._status = _UNSET
+        self._kind = kind
+        self._links = tuple(links)
+        self._events: list[Event] = []
+        self._ended = False
         self._start = time.time_ns()
 
     def get_span_context(self) -> SpanContext:
         return self._context
 
     def is_recording(self) -> bool:
-        return True
+        return not self._ended
 
     def _writable(self) -> dict[str, Any]:
         # Start attributes are often a dict cached per statement: copy before the first write.
@@ -84,15 +99,53 @@ class RecordedSpan:
         return self._attributes
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self._writable()[key] = value
+        if not self._ended:
+            self._writable()[key] = value
 
-    def set_attributes(self, attributes: dict[str, Any]) -> None:
-        self._writable().update(attributes)
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if not self._ended:
+            self._writable().update(attributes)
 
-    def set_status(self, status: Status) -> None:
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if isinstance(status, StatusCode):
+            status = Status(status, description)
         self._status = status
 
+    def update_name(self, name: str) -> None:
+        self._name = name
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        if not self._ended and len(self._events) < _MAX_EVENTS:
+            self._events.append(Event(name, dict(attributes or {}), timestamp or time.time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        if not self._ended and context.is_valid:
+            self._links = (*self._links, Link(context, attributes))
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        details = {
+            "exception.type": type(exception).__qualname__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(
+                traceback.format_exception(type(exception), exception, exception.__traceback__)
+            ),
+            "exception.escaped": str(escaped),
+        }
+        details.update(attributes or {})
+        self.add_event("exception", details, timestamp)
+
     def end(self, end_time: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
         owner = self._owner
         span = ReadableSpan(
             name=self._name,
@@ -100,7 +153,9 @@ class RecordedSpan:
             parent=self._parent,
             resource=owner.resource,
             attributes=self._attributes,
-            kind=_CLIENT,
+            events=self._events,
+            links=self._links,
+            kind=self._kind,
             status=self._status,
             start_time=self._start,
             end_time=end_time or time.time_ns(),
@@ -110,7 +165,7 @@ class RecordedSpan:
 
 
 class DirectSpans:
-    """Database spans recorded straight into an SDK ``TracerProvider``'s span processors."""
+    """Spans recorded straight into an SDK ``TracerProvider``'s span processors."""
 
     def __init__(self, provider: TracerProvider, scope: InstrumentationScope) -> None:
         self.provider = provider
@@ -120,16 +175,26 @@ class DirectSpans:
         self.processor = provider._active_span_processor
         self.scope = scope
 
-    def start(self, name: str, attributes: dict[str, Any], context: Any) -> RecordedSpan | None:
-        """Sample and start a CLIENT span under ``context`` (the caller's current context)."""
-        parent_span = context.get(_SPAN_KEY) if context is not None else None
+    def start(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        context: Any,
+        kind: SpanKind = _CLIENT,
+        links: Sequence[Link] = (),
+    ) -> RecordedSpan | None:
+        """Sample and start a span under ``context`` (``None``: the current context; an empty
+        ``Context()``: a root). Returns ``None`` when the sampler drops it."""
+        if context is None:
+            context = otel_context.get_current()
+        parent_span = context.get(_SPAN_KEY)
         parent = parent_span.get_span_context() if parent_span is not None else None
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
         else:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
-        result = self.sampler.should_sample(context, trace_id, name, _CLIENT, attributes)
+        result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
         decision = result.decision
         if not decision.is_recording():
             return None
@@ -140,17 +205,57 @@ class DirectSpans:
             _SAMPLED if decision.is_sampled() else _NOT_SAMPLED,
             result.trace_state if result.trace_state is not None else _EMPTY_STATE,
         )
-        return RecordedSpan(self, name, span_context, parent, attributes)
+        return RecordedSpan(self, name, span_context, parent, attributes, kind, links)
+
+    def start_span(
+        self,
+        name: str,
+        context: Any = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, Any] | None = None,
+        links: Sequence[Link] = (),
+    ) -> trace.Span:
+        """``Tracer.start_span``'s shape: a dropped span is a non-recording one, as with the SDK
+        (it carries the would-be ids so that context still propagates)."""
+        span = self.start(name, attributes or {}, context, kind, links)
+        if span is not None:
+            return span
+        parent = trace.get_current_span(context).get_span_context()
+        trace_id = parent.trace_id if parent.is_valid else self.id_generator.generate_trace_id()
+        return trace.NonRecordingSpan(
+            SpanContext(trace_id, self.id_generator.generate_span_id(), False, _NOT_SAMPLED)
+        )
 
 
 class TracerSpans:
-    """Database spans through a regular tracer (any provider; on_start is called)."""
+    """Spans through a regular tracer (any provider; span processors' on_start is called)."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
-    def start(self, name: str, attributes: dict[str, Any], context: Any) -> Any:
-        return self.tracer.start_span(name, context=context, kind=_CLIENT, attributes=attributes)
+    def start(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        context: Any,
+        kind: SpanKind = _CLIENT,
+        links: Sequence[Link] = (),
+    ) -> Any:
+        return self.tracer.start_span(
+            name, context=context, kind=kind, attributes=attributes, links=links
+        )
+
+    def start_span(
+        self,
+        name: str,
+        context: Any = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, Any] | None = None,
+        links: Sequence[Link] = (),
+    ) -> trace.Span:
+        return self.tracer.start_span(
+            name, context=context, kind=kind, attributes=attributes, links=links
+        )
 
 
 _SPAN_KEY = trace._SPAN_KEY

@@ -62,6 +62,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from dbpulse._heartbeat import STATS, Heartbeat, is_proxy, set_subscription
 from dbpulse._ids import FLOW_TRACE_ID, FlowIdGenerator
+from dbpulse._spans import DirectSpans, TracerSpans, span_recorder
 from dbpulse.version import __version__
 
 __all__ = [
@@ -206,7 +207,7 @@ def _observe_malformed(_options: CallbackOptions) -> Iterable[Observation]:
 
 
 _INSTRUMENTS: _Instruments | None = None
-_TRACER: tuple[Any, trace.Tracer] | None = None
+_TRACER: tuple[Any, DirectSpans | TracerSpans] | None = None
 _WARNED: set[str] = set()
 
 
@@ -220,12 +221,14 @@ def _instruments() -> _Instruments:
     return current
 
 
-def _tracer() -> trace.Tracer:
+def _tracer() -> DirectSpans | TracerSpans:
+    """Checkpoint spans are recorded like database spans (:mod:`dbpulse._spans`): straight into
+    the SDK provider's processors, ~5x cheaper than ``Tracer.start_span`` + ``end``."""
     global _TRACER
     provider = trace.get_tracer_provider()
     current = _TRACER
     if current is None or current[0] is not provider:
-        current = _TRACER = (provider, provider.get_tracer("dbpulse.flow", __version__))
+        current = _TRACER = (provider, span_recorder(provider, "dbpulse.flow", __version__))
     return current[1]
 
 
