@@ -8,7 +8,8 @@
 #   packages  apt-get install postgresql, redis-server, prometheus, chromium, docker-compose
 #   postgres  start a PostgreSQL cluster on 127.0.0.1:5432 with role/database dbpulse
 #   redis     start redis-server on 127.0.0.1:6379 (daemonized, no systemd needed)
-#   binaries  build the slim collector and Tempo from the Go module proxy (cached)
+#   binaries  build the slim collector and Jaeger (the tests' trace store) from the Go module
+#             proxy (cached)
 #   status    say what is running and which binaries are built
 #   env       print the variables the tests read (also written to $DBPULSE_CACHE_DIR/env)
 #
@@ -128,7 +129,7 @@ cmd_redis() {
 cmd_binaries() {
     # One heavy Go build at a time: the machine may have only two cores.
     "$ROOT/scripts/build-collector.sh"
-    "$ROOT/scripts/build-tempo.sh"
+    "$ROOT/scripts/build-jaeger.sh"
 }
 
 prometheus_bin() {
@@ -141,7 +142,7 @@ env_lines() {
 export DBPULSE_TEST_POSTGRES_DSN="${DBPULSE_TEST_POSTGRES_DSN:-postgresql://dbpulse:dbpulse@$PG_HOST:$PG_PORT/dbpulse}"
 export DBPULSE_TEST_REDIS_URL="${DBPULSE_TEST_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export DBPULSE_OTELCOL_BIN="$("$ROOT/scripts/build-collector.sh" --print-path)"
-export DBPULSE_TEMPO_BIN="$("$ROOT/scripts/build-tempo.sh" --print-path)"
+export DBPULSE_JAEGER_BIN="$("$ROOT/scripts/build-jaeger.sh" --print-path)"
 export DBPULSE_PROMETHEUS_BIN="$(prometheus_bin)"
 export DBPULSE_CHROMIUM_BIN="${DBPULSE_CHROMIUM_BIN:-$(command -v chromium 2>/dev/null || echo /usr/bin/chromium)}"
 EOF
@@ -161,7 +162,7 @@ cmd_status() {
     if pg_ready; then status_line postgres "up on $PG_HOST:$PG_PORT"; else status_line postgres down; fi
     if redis_ready; then status_line redis "up on 127.0.0.1:$REDIS_PORT"; else status_line redis down; fi
     local b
-    for name in collector tempo; do
+    for name in collector jaeger; do
         b="$("$ROOT/scripts/build-$name.sh" --print-path)"
         if [ -x "$b" ]; then status_line "$name" "built: $b"; else status_line "$name" "not built ($b)"; fi
     done

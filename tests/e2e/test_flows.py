@@ -1,4 +1,5 @@
-"""Pattern flows through the real collector: Tempo finds each flow by its id, Prometheus counts it.
+"""Pattern flows through the real collector: the trace store (Jaeger here, Tempo in compose)
+finds each flow by its id, Prometheus counts it.
 
 The producer is a small application calling ``dbpulse.flow.publish`` with flow ids it chose;
 the consumer is ``dbpulse demo consumer`` — two processes, two services, one Redis channel.
@@ -61,7 +62,7 @@ def _value(series: list[dict[str, Any]]) -> float:
     return sum(float(s["value"][1]) for s in series)
 
 
-def test_flows_reach_tempo_by_flow_id_and_prometheus(
+def test_flows_reach_the_trace_store_by_flow_id_and_prometheus(
     otel_stack: OtelStack, redis_url: str, tmp_path: Path
 ) -> None:
     run = uuid.uuid4().hex[:8]
@@ -111,7 +112,7 @@ def test_flows_reach_tempo_by_flow_id_and_prometheus(
             consumer.kill()
             consumer.communicate()
 
-    # Tempo: each flow is the trace whose id is the flow id, with the four checkpoints.
+    # The trace store: each flow is the trace whose id is the flow id, with the four checkpoints.
     for flow_id in flow_ids:
         trace_id = uuid.UUID(flow_id).hex
         found = wait_until(
@@ -119,7 +120,7 @@ def test_flows_reach_tempo_by_flow_id_and_prometheus(
                 (t := otel_stack.get_trace(trace_id)) and len(trace_spans(t)) >= 4 and t
             ),
             timeout=90,
-            what=f"flow {flow_id} as trace {trace_id} in Tempo",
+            what=f"flow {flow_id} as trace {trace_id} in the trace store",
         )
         spans = trace_spans(found)
         checkpoints = {

@@ -1,10 +1,11 @@
-"""End to end: an instrumented workload → the real collector → Prometheus and Tempo.
+"""End to end: an instrumented workload → the real collector → Prometheus and the trace store.
 
 Everything runs for real on loopback: the collector built from collector/manifest.yaml,
-Debian's Prometheus, Tempo built from its Go module, SQLite, PostgreSQL and Redis
+Debian's Prometheus, Jaeger built from its Go module as the trace store (compose runs Tempo,
+whose Go module may not be built here: docs/stack.md), SQLite, PostgreSQL and Redis
 (``scripts/services.sh`` provisions them all). What is asserted is what a user sees:
-PromQL answers, traces by id, TraceQL hits, and an application that does not notice the
-backends failing.
+PromQL answers, traces by id, attribute (TraceQL-subset) searches, and an application that does
+not notice the backends failing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from tests.harness.stack import (
     HARNESS_CONFIGS,
     PROMETHEUS_FLAGS,
     REPO_ROOT,
-    TEMPO_FLAGS,
     OtelStack,
     StackError,
     trace_spans,
@@ -40,6 +40,9 @@ from tests.harness.stack import (
 pytestmark = pytest.mark.integration
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+TEMPO_CONFIG = REPO_ROOT / "tempo" / "tempo.yaml"
+#: tempo/tempo.yaml reads ${VAR:-default}s, so compose must start Tempo with expansion on.
+TEMPO_FLAGS = ("-config.expand-env=true",)
 OPS_PER_SYSTEM = 12
 
 
@@ -77,7 +80,7 @@ def telemetry(otel_stack: OtelStack) -> Iterator[tuple[Telemetry, Telemetry, str
     consumer.shutdown()
 
 
-def test_workload_reaches_prometheus_and_tempo(
+def test_workload_reaches_prometheus_and_the_trace_store(
     otel_stack: OtelStack,
     telemetry: tuple[Telemetry, Telemetry, str, str],
     e2e_postgres_dsn: str,
@@ -167,7 +170,7 @@ def test_workload_reaches_prometheus_and_tempo(
     assert edge[0]["metric"]["client_messaging_destination_name"] == QUEUE_DESTINATION
     assert edge[0]["metric"]["server_messaging_destination_name"] == QUEUE_DESTINATION
 
-    # Tempo: the workload's trace by id, whole, with the ISBNs on the database spans.
+    # The trace store: the workload's trace by id, whole, with the ISBNs on the database spans.
     expected_spans = result.spans
     trace = wait_until(
         lambda: (
@@ -176,7 +179,7 @@ def test_workload_reaches_prometheus_and_tempo(
             and t
         ),
         timeout=90,
-        what=f"trace {result.trace_id} with {expected_spans} spans in Tempo",
+        what=f"trace {result.trace_id} with {expected_spans} spans in the trace store",
     )
     db_spans = [s for s in trace_spans(trace) if s["name"] == "INSERT e2e_books"]
     isbns = sorted(
@@ -195,6 +198,17 @@ def test_workload_reaches_prometheus_and_tempo(
         what=f"TraceQL {query}",
     )
     assert result.trace_id in {h["traceID"].rjust(32, "0") for h in hits}
+    # The search is TraceQL's: one span must meet every condition, so an ISBN of this trace with
+    # an operation no span of it has, or with another service, finds nothing.
+    misses = (
+        f'{{ span.book.isbn = "{ISBNS[1]}" && span.db.operation.name = "DELETE" '
+        f'&& resource.service.name = "{service}" }}',
+        f'{{ span.book.isbn = "{ISBNS[1]}" && resource.service.name =~ "{consumer_service}" }}',
+    )
+    for miss in misses:
+        assert result.trace_id not in {h["traceID"] for h in otel_stack.search_traceql(miss)}
+    with pytest.raises(StackError, match="supported"):
+        otel_stack.search_traceql('{ span.book.isbn = "x" } | count() > 1')
 
 
 def _send_traces(app: Telemetry, count: int, spans_per_trace: int) -> list[str]:
@@ -212,8 +226,8 @@ def _send_traces(app: Telemetry, count: int, spans_per_trace: int) -> list[str]:
     return trace_ids
 
 
-def test_tempo_outage_and_collector_crash_lose_no_spans(otel_stack: OtelStack) -> None:
-    """Tempo down ~30 s (and the collector killed meanwhile): every span arrives afterwards.
+def test_trace_store_outage_and_collector_crash_lose_no_spans(otel_stack: OtelStack) -> None:
+    """Trace store down ~30 s (and the collector killed meanwhile): every span arrives afterwards.
 
     The collector's sending queue lives in file_storage, so the spans it holds when it is
     SIGKILLed are still sent when it comes back.
@@ -222,20 +236,20 @@ def test_tempo_outage_and_collector_crash_lose_no_spans(otel_stack: OtelStack) -
     app = Telemetry.otlp(otel_stack.otlp_grpc_endpoint, service)
     traces, spans_per_trace = 20, 5
     stopped_at = time.monotonic()
-    otel_stack.stop_tempo()
+    otel_stack.stop_trace_store()
     try:
         trace_ids = _send_traces(app, traces, spans_per_trace)
         # The spans wait in the exporter's queue (batch → queue takes about a second).
         wait_until(
             lambda: otel_stack.collector_metric("otelcol_exporter_queue_size") > 0,
             timeout=30,
-            what="the collector's Tempo queue to hold the spans",
+            what="the collector's trace exporter queue to hold the spans",
         )
         otel_stack.kill_collector()
         otel_stack.start_collector()
         time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
     finally:
-        otel_stack.start_tempo()
+        otel_stack.start_trace_store()
         if not otel_stack.is_running("otelcol"):
             otel_stack.start_collector()
     app.shutdown()
@@ -246,7 +260,7 @@ def test_tempo_outage_and_collector_crash_lose_no_spans(otel_stack: OtelStack) -
             for tid in trace_ids
         )
 
-    wait_until(all_arrived, timeout=120, interval=2, what="every queued trace in Tempo")
+    wait_until(all_arrived, timeout=120, interval=2, what="every queued trace in the trace store")
 
 
 def _rss_kib(pid: int) -> int:
@@ -380,6 +394,15 @@ def test_compose_mounts_the_configs_the_harness_runs() -> None:
     for name, harness_path in HARNESS_CONFIGS.items():
         mounted = _mounted_file(services[name])
         assert mounted == harness_path.resolve(), f"{name}: compose mounts {mounted}"
+    # Tempo is compose's alone (the harness runs Jaeger): its file is checked for what the
+    # collector and Grafana rely on, and that every address it reads has a compose default.
+    assert _mounted_file(services["tempo"]) == TEMPO_CONFIG.resolve()
+    tempo = yaml.safe_load(TEMPO_CONFIG.read_text())
+    otlp = tempo["distributor"]["receivers"]["otlp"]["protocols"]
+    assert otlp["grpc"]["endpoint"].endswith(":4317}") or otlp["grpc"]["endpoint"].endswith(":4317")
+    assert tempo["storage"]["trace"]["backend"] == "local"
+    assert tempo["server"]["http_listen_port"] == "${TEMPO_HTTP_PORT:-3200}"
+    assert "metrics_generator" not in tempo, "span metrics come from the collector (one source)"
     grafana_mounts = [str(v).split(":", 1)[0] for v in services["grafana"]["volumes"]]
     assert "./grafana/provisioning" in grafana_mounts
     assert (REPO_ROOT / "grafana/provisioning/datasources/datasources.yaml").is_file()

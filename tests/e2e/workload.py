@@ -78,7 +78,7 @@ class Telemetry:
 
 @dataclass
 class WorkloadResult:
-    """What the workload did, for the test to look for in Prometheus and Tempo."""
+    """What the workload did, for the test to look for in Prometheus and the trace store."""
 
     trace_id: str = ""
     ops_by_system: dict[str, int] = field(default_factory=dict)

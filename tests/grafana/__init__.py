@@ -1,2 +1,2 @@
 """Grafana provisioning: generated dashboards, alert rules and datasources, proven against the
-real Prometheus and Tempo (``test_proof``) and checked for format (``test_provisioning``)."""
+real Prometheus and trace store (``test_proof``) and checked for format (``test_provisioning``)."""

@@ -11,13 +11,17 @@ fault: database           failing statements, slow reads, SQLITE_BUSY and 55P03 
                           exhausted pool, a viz feed that cannot send (drops); writes stop
 fault: flows              a consumer that drops and delays events, receives malformed
                           messages, then exits (stuck flows, silent heartbeat)
-fault: collector          Tempo stopped for a while (the export queue backs up), then restarted
+fault: collector          the trace store stopped a while (the export queue backs up), restarted
 ========================  =====================================================================
 
 Then every panel target of every dashboard runs against Prometheus (PromQL, range or instant
-as the panel asks) or Tempo (TraceQL), with the dashboard variables substituted, and must
-return data. Every alert rule's own query runs against Prometheus, through its reduce (last,
-NaN dropped) and threshold: it must fire for the fault's series and not for the steady one.
+as the panel asks) or the trace store (TraceQL), with the dashboard variables substituted, and
+must return data. The trace store is Jaeger, not Tempo (Tempo's Go module may not be built here,
+docs/stack.md): the dashboards' TraceQL is a subset (one spanset of ``&&``-joined comparisons)
+that the harness answers with a Jaeger attribute search and TraceQL's one-span semantics
+(``OtelStack.search_traceql``); a query outside that subset fails the test. Every alert rule's
+own query runs against Prometheus, through its reduce (last, NaN dropped) and threshold: it must
+fire for the fault's series and not for the steady one.
 
 Long windows are shortened by substitution (printed in the table): "no writes for 1 h" is
 evaluated over 30 s, "heartbeat missing > 120 s" with a 20 s threshold (the test's heartbeat
@@ -289,9 +293,10 @@ def _cases(run: Scenario) -> dict[str, RuleCase]:
             f"[1h] -> [{NO_WRITES_WINDOW}]",
         ),
         "dbpulse-telemetry-dropped": db,
-        # Steady and fault are the same series at two times: before and during a Tempo outage.
+        # Steady and fault are the same series at two times: before and during a trace-store
+        # outage (the exporter compose aims at Tempo; here it sends to Jaeger).
         "dbpulse-collector-export-backlog": RuleCase(
-            "exporter", "otlp_grpc/tempo", "otlp_grpc/tempo", "fault: Tempo stopped"
+            "exporter", "otlp_grpc/tempo", "otlp_grpc/tempo", "fault: trace store stopped"
         ),
     }
 
@@ -377,7 +382,7 @@ def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
             result = _evaluate(otel_stack, rules[uid], case)
             steady[uid] = (result.values.get(case.steady), result.fires.get(case.steady, False))
 
-    otel_stack.stop_tempo()
+    otel_stack.stop_trace_store()
     try:
 
         def backlog_fires() -> bool:
@@ -390,7 +395,7 @@ def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
         except StackError:
             pass
     finally:
-        otel_stack.start_tempo()
+        otel_stack.start_trace_store()
 
     lines = [
         f"{'rule':34} {'steady':>10} {'fault':>10}  fires  substitution",
@@ -426,13 +431,13 @@ def test_every_dashboard_query_returns_data(otel_stack: OtelStack, scenario: Sce
     traceql = [q for q in queries if q.language == "traceql"]
     promql = [q for q in queries if q.language == "promql"]
 
-    # A flow id to paste into the "Flow id" variable: one of the recent flows Tempo lists.
+    # A flow id to paste into the "Flow id" variable: one of the recent flows the store lists.
     recent = next(q for q in traceql if "flow_id" not in q.query)
     found = wait_until(
         lambda: _traceql(otel_stack, substitute(recent.query, variables)),
         timeout=120,
         interval=2,
-        what=f"recent flows in Tempo ({recent.name})",
+        what=f"recent flows in the trace store ({recent.name})",
     )
     variables["flow_id"] = str(uuid.UUID(found[0]["traceID"].rjust(32, "0")))
 

@@ -1,4 +1,4 @@
-"""Test harness: the real collector, Prometheus and Tempo on loopback, for pytest.
+"""Test harness: the real collector, Prometheus and a trace store (Jaeger) on loopback.
 
 ``stack`` starts and queries the processes; ``fixtures`` is the pytest plugin
 (``pytest_plugins = ["tests.harness.fixtures"]``) that provides ``otel_stack``.

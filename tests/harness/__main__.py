@@ -1,10 +1,11 @@
 """Run the Docker-less stack in the foreground, exactly as the tests run it.
 
     scripts/services.sh                # once: builds/installs the binaries
-    python -m tests.harness            # collector, Tempo, Prometheus until Ctrl-C
+    python -m tests.harness            # collector, trace store, Prometheus until Ctrl-C
 
-Ports are the docker-compose ones on 127.0.0.1 (OTLP 4317/4318, Prometheus 9090, Tempo 3200);
-``--free-ports`` picks free ones instead. Data lives in a temporary directory, removed on exit.
+Ports are the docker-compose ones on 127.0.0.1 (OTLP 4317/4318, Prometheus 9090); the trace
+store is Jaeger (UI and API on 16686) where compose runs Tempo (docs/stack.md). ``--free-ports``
+picks free ones instead. Data lives in a temporary directory, removed on exit.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ COMPOSE_PORTS = {
     "prometheus_exporter": 8889,
     "telemetry": 8888,
     "prometheus": 9090,
-    "tempo_http": 3200,
-    "tempo_grpc": 9095,
-    "tempo_otlp_grpc": 14317,
-    "tempo_otlp_http": 14318,
+    "jaeger_query_http": 16686,
+    "jaeger_query_grpc": 16685,
+    "jaeger_health": 13134,
+    "jaeger_otlp_grpc": 14317,
+    "jaeger_otlp_http": 14318,
 }
 
 
@@ -43,7 +45,7 @@ def main() -> int:
     print(f"OTLP gRPC   {stack.otlp_grpc_endpoint}")
     print(f"OTLP HTTP   {stack.otlp_http_endpoint}")
     print(f"Prometheus  {stack.prometheus_url}")
-    print(f"Tempo       {stack.tempo_url}")
+    print(f"Jaeger      {stack.trace_store_url}   (trace store; compose runs Tempo)")
     print(f"data + logs {stack.dir}   (Ctrl-C stops everything)", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

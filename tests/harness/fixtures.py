@@ -33,7 +33,7 @@ from tests.services import IN_CI
 
 
 def require_binary(name: str) -> Path:
-    """Path of ``otelcol``, ``tempo`` or ``prometheus``; fail (CI) or skip (locally) if absent."""
+    """Path of ``otelcol``, ``jaeger`` or ``prometheus``; fail (CI) or skip (locally) if absent."""
     path = locate_binary(name)
     if path is None:
         message = missing_binaries_message([name])
@@ -45,11 +45,11 @@ def require_binary(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def otel_binaries() -> Binaries:
-    """The collector, Prometheus and Tempo binaries the stack runs."""
+    """The collector, Prometheus and trace-store (Jaeger) binaries the stack runs."""
     return Binaries(
         otelcol=require_binary("otelcol"),
         prometheus=require_binary("prometheus"),
-        tempo=require_binary("tempo"),
+        jaeger=require_binary("jaeger"),
     )
 
 
@@ -57,7 +57,7 @@ def otel_binaries() -> Binaries:
 def otel_stack(
     otel_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OtelStack]:
-    """Collector + Prometheus + Tempo on free loopback ports, shared by the session.
+    """Collector + Prometheus + trace store on free loopback ports, shared by the session.
 
     Tests that stop or kill a component must start it again before they return (use
     try/finally), so the next test finds the stack whole.

@@ -1,21 +1,31 @@
-"""Run the real telemetry backends (collector, Prometheus, Tempo) for tests.
+"""Run the real telemetry backends (collector, Prometheus, a trace store) for tests.
 
 The stack starts the binaries that ``scripts/services.sh`` builds or installs, each on free
-loopback ports with a temporary data directory, from the same config files docker-compose.yml
-mounts. Only addresses and paths differ, and only through what each config already reads:
+loopback ports with a temporary data directory. The collector and Prometheus run the same config
+files docker-compose.yml mounts; only addresses and paths differ, and only through what each
+config already reads:
 
-* ``collector/config.yaml`` and ``tempo/tempo.yaml`` read ``${env:...}`` / ``${...}``
-  variables; the stack sets them (see :meth:`OtelStack.collector_env`, :meth:`OtelStack.tempo_env`).
+* ``collector/config.yaml`` reads ``${env:...}`` variables; the stack sets them
+  (:meth:`OtelStack.collector_env`), pointing the exporter that compose aims at Tempo at the
+  stack's trace store.
 * ``prometheus/prometheus.yml`` cannot read the environment (Prometheus 2.42), so the stack
   writes a copy whose ``static_configs`` targets point at the collector's loopback ports;
   nothing else in the file changes (:func:`prometheus_config_for`).
+
+The trace store is Jaeger v2 (``tests/harness/jaeger.yaml``, built by
+``scripts/build-jaeger.sh``), not the Tempo that compose runs: Tempo's Go module is AGPL and may
+not be built on this project's machines (docs/stack.md). :meth:`OtelStack.get_trace` returns
+OTLP JSON as Tempo's ``/api/v2/traces`` does, and :meth:`OtelStack.search_traceql` answers the
+TraceQL subset the dashboards and tests use (one spanset of ``&&``-joined ``=``/``=~``/``!=``
+conditions on span attributes and ``resource.service.name``) by a Jaeger tag search, keeping only
+traces with one span that meets every condition, as TraceQL's ``{ ... }`` does.
 
 Usage outside pytest::
 
     from tests.harness.stack import OtelStack, locate_binaries
 
     with OtelStack(locate_binaries()) as stack:
-        print(stack.otlp_grpc_endpoint, stack.prometheus_url, stack.tempo_url)
+        print(stack.otlp_grpc_endpoint, stack.prometheus_url, stack.trace_store_url)
         stack.wait_for_series('up{job="otel-collector"}', timeout=30)
 """
 
@@ -24,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,23 +54,19 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 COLLECTOR_CONFIG = REPO_ROOT / "collector" / "config.yaml"
-TEMPO_CONFIG = REPO_ROOT / "tempo" / "tempo.yaml"
 PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+JAEGER_CONFIG = Path(__file__).resolve().parent / "jaeger.yaml"
 
 #: The config file each compose service mounts, as the harness runs it. The compose test
-#: checks docker-compose.yml against this mapping.
+#: checks docker-compose.yml against this mapping. (Compose's Tempo has no harness twin.)
 HARNESS_CONFIGS: dict[str, Path] = {
     "otel-collector": COLLECTOR_CONFIG,
-    "tempo": TEMPO_CONFIG,
     "prometheus": PROMETHEUS_CONFIG,
 }
 
 #: Prometheus flags beyond config, storage and listen address; docker-compose.yml passes the
 #: same ones. Exemplar storage keeps the trace ids that come with OpenMetrics scrapes.
 PROMETHEUS_FLAGS: tuple[str, ...] = ("--enable-feature=exemplar-storage",)
-
-#: Tempo flags beyond the config file; docker-compose.yml passes the same ones.
-TEMPO_FLAGS: tuple[str, ...] = ("-config.expand-env=true",)
 
 #: Scrape job name in prometheus/prometheus.yml → which collector port it targets.
 PROMETHEUS_JOB_TARGETS: dict[str, str] = {
@@ -69,12 +76,22 @@ PROMETHEUS_JOB_TARGETS: dict[str, str] = {
 
 BINARY_ENV = {
     "otelcol": "DBPULSE_OTELCOL_BIN",
-    "tempo": "DBPULSE_TEMPO_BIN",
+    "jaeger": "DBPULSE_JAEGER_BIN",
     "prometheus": "DBPULSE_PROMETHEUS_BIN",
 }
 _BUILD_SCRIPTS = {
     "otelcol": REPO_ROOT / "scripts" / "build-collector.sh",
-    "tempo": REPO_ROOT / "scripts" / "build-tempo.sh",
+    "jaeger": REPO_ROOT / "scripts" / "build-jaeger.sh",
+}
+
+#: OTLP JSON's span kinds by number (Jaeger writes numbers, Tempo the names).
+SPAN_KINDS = {
+    0: "SPAN_KIND_UNSPECIFIED",
+    1: "SPAN_KIND_INTERNAL",
+    2: "SPAN_KIND_SERVER",
+    3: "SPAN_KIND_CLIENT",
+    4: "SPAN_KIND_PRODUCER",
+    5: "SPAN_KIND_CONSUMER",
 }
 
 
@@ -83,9 +100,9 @@ class StackError(RuntimeError):
 
 
 def locate_binary(name: str) -> Path | None:
-    """Path of the ``otelcol``, ``tempo`` or ``prometheus`` binary, or None if absent.
+    """Path of the ``otelcol``, ``jaeger`` or ``prometheus`` binary, or None if absent.
 
-    The environment variable (``DBPULSE_OTELCOL_BIN``, ``DBPULSE_TEMPO_BIN``,
+    The environment variable (``DBPULSE_OTELCOL_BIN``, ``DBPULSE_JAEGER_BIN``,
     ``DBPULSE_PROMETHEUS_BIN``) wins; otherwise the path the build script caches it at
     (``~/.cache/dbpulse/...``), or Debian's ``/usr/bin/prometheus``.
 
@@ -115,7 +132,7 @@ class Binaries:
 
     otelcol: Path
     prometheus: Path
-    tempo: Path
+    jaeger: Path
 
 
 def locate_binaries() -> Binaries:
@@ -264,12 +281,12 @@ class ManagedProcess:
 
 @dataclass
 class OtelStack:
-    """Collector → (Tempo, Prometheus) on loopback, from the repository's config files.
+    """Collector → (trace store, Prometheus) on loopback, from the repository's config files.
 
     Endpoints: :attr:`otlp_grpc_endpoint` (``127.0.0.1:PORT``), :attr:`otlp_http_endpoint`
-    (``http://127.0.0.1:PORT``), :attr:`prometheus_url`, :attr:`tempo_url`. Queries:
+    (``http://127.0.0.1:PORT``), :attr:`prometheus_url`, :attr:`trace_store_url`. Queries:
     :meth:`query_prometheus`, :meth:`wait_for_series`, :meth:`get_trace`,
-    :meth:`search_traceql`. Faults: :meth:`stop_tempo`/:meth:`start_tempo`,
+    :meth:`search_traceql`. Faults: :meth:`stop_trace_store`/:meth:`start_trace_store`,
     :meth:`kill_collector`/:meth:`start_collector` (the collector keeps its file_storage
     directory, so its persistent queue survives).
     """
@@ -291,14 +308,15 @@ class OtelStack:
             "prometheus_exporter",
             "telemetry",
             "prometheus",
-            "tempo_http",
-            "tempo_grpc",
-            "tempo_otlp_grpc",
-            "tempo_otlp_http",
+            "jaeger_query_http",
+            "jaeger_query_grpc",
+            "jaeger_health",
+            "jaeger_otlp_grpc",
+            "jaeger_otlp_http",
         ):
             self.ports.setdefault(key, free_port())
         self._procs = {
-            "tempo": self._tempo_process(),
+            "jaeger": self._jaeger_process(),
             "otelcol": self._collector_process(),
             "prometheus": self._prometheus_process(),
         }
@@ -323,8 +341,9 @@ class OtelStack:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
 
     @property
-    def tempo_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['tempo_http']}"
+    def trace_store_url(self) -> str:
+        """Jaeger's query API (``/api/v3/traces/<id>``, ``/api/traces?service=...``)."""
+        return f"http://127.0.0.1:{self.ports['jaeger_query_http']}"
 
     @property
     def collector_telemetry_url(self) -> str:
@@ -343,20 +362,20 @@ class OtelStack:
             "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
             "OTELCOL_TELEMETRY_PORT": str(p["telemetry"]),
             "OTELCOL_STORAGE_DIR": str(self.dir / "otelcol-storage"),
-            "TEMPO_OTLP_ENDPOINT": f"127.0.0.1:{p['tempo_otlp_grpc']}",
+            # The exporter compose points at Tempo sends to this stack's trace store.
+            "TEMPO_OTLP_ENDPOINT": f"127.0.0.1:{p['jaeger_otlp_grpc']}",
         }
 
-    def tempo_env(self) -> dict[str, str]:
-        """The variables tempo/tempo.yaml reads, pointed at this stack's ports and dirs."""
+    def jaeger_env(self) -> dict[str, str]:
+        """The variables tests/harness/jaeger.yaml reads, pointed at this stack's ports and dirs."""
         p = self.ports
         return {
-            "TEMPO_HTTP_LISTEN_ADDRESS": "127.0.0.1",
-            "TEMPO_HTTP_PORT": str(p["tempo_http"]),
-            "TEMPO_GRPC_LISTEN_ADDRESS": "127.0.0.1",
-            "TEMPO_GRPC_PORT": str(p["tempo_grpc"]),
-            "TEMPO_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['tempo_otlp_grpc']}",
-            "TEMPO_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['tempo_otlp_http']}",
-            "TEMPO_DATA_DIR": str(self.dir / "tempo"),
+            "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{p['jaeger_health']}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{p['jaeger_query_http']}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{p['jaeger_query_grpc']}",
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['jaeger_otlp_grpc']}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['jaeger_otlp_http']}",
+            "JAEGER_DATA_DIR": str(self.dir / "jaeger"),
         }
 
     def _collector_process(self) -> ManagedProcess:
@@ -368,13 +387,13 @@ class OtelStack:
             health_url=f"http://127.0.0.1:{self.ports['collector_health']}/",
         )
 
-    def _tempo_process(self) -> ManagedProcess:
+    def _jaeger_process(self) -> ManagedProcess:
         return ManagedProcess(
-            name="tempo",
-            argv=[str(self.binaries.tempo), f"-config.file={TEMPO_CONFIG}", *TEMPO_FLAGS],
-            env=self.tempo_env(),
-            log_path=self.dir / "tempo.log",
-            health_url=f"{self.tempo_url}/ready",
+            name="jaeger",
+            argv=[str(self.binaries.jaeger), f"--config=file:{JAEGER_CONFIG}"],
+            env=self.jaeger_env(),
+            log_path=self.dir / "jaeger.log",
+            health_url=f"http://127.0.0.1:{self.ports['jaeger_health']}/status",
         )
 
     def _prometheus_process(self) -> ManagedProcess:
@@ -401,10 +420,10 @@ class OtelStack:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> OtelStack:
-        """Start Tempo, then the collector (which exports to it), then Prometheus."""
+        """Start the trace store, then the collector (which exports to it), then Prometheus."""
         try:
-            for name in ("tempo", "otelcol", "prometheus"):
-                self._procs[name].start(timeout=90 if name == "tempo" else 60)
+            for name in ("jaeger", "otelcol", "prometheus"):
+                self._procs[name].start(timeout=90 if name == "jaeger" else 60)
         except BaseException:
             self.stop()
             raise
@@ -412,7 +431,7 @@ class OtelStack:
 
     def stop(self) -> None:
         """Stop everything this stack started and remove its temporary directory."""
-        for name in ("otelcol", "prometheus", "tempo"):
+        for name in ("otelcol", "prometheus", "jaeger"):
             self._procs[name].stop()
         if self._own_workdir and os.environ.get("DBPULSE_KEEP_STACK_DIR") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -423,11 +442,11 @@ class OtelStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def stop_tempo(self) -> None:
-        self._procs["tempo"].stop()
+    def stop_trace_store(self) -> None:
+        self._procs["jaeger"].stop()
 
-    def start_tempo(self) -> None:
-        self._procs["tempo"].start(timeout=90)
+    def start_trace_store(self) -> None:
+        self._procs["jaeger"].start(timeout=90)
 
     def kill_collector(self) -> None:
         """SIGKILL the collector: no flush, no graceful shutdown."""
@@ -437,11 +456,11 @@ class OtelStack:
         self._procs["otelcol"].start()
 
     def is_running(self, name: str) -> bool:
-        """Whether ``otelcol``, ``tempo`` or ``prometheus`` is up (as this stack started it)."""
+        """Whether ``otelcol``, ``jaeger`` or ``prometheus`` is up (as this stack started it)."""
         return self._procs[name].running
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        """Last lines of ``otelcol``, ``tempo`` or ``prometheus``'s log, for failure messages."""
+        """Last lines of ``otelcol``, ``jaeger`` or ``prometheus``'s log, for failure messages."""
         return self._procs[name].log_tail(lines)
 
     # -- Prometheus ------------------------------------------------------------------------
@@ -484,30 +503,64 @@ class OtelStack:
         data: list[dict[str, Any]] = payload["data"]
         return data
 
-    # -- Tempo -----------------------------------------------------------------------------
+    # -- the trace store --------------------------------------------------------------------
 
     def get_trace(self, trace_id_hex: str) -> dict[str, Any] | None:
-        """The trace as OTLP JSON (``{"resourceSpans": [...]}``), or None while Tempo lacks it."""
-        status, body = http_get(f"{self.tempo_url}/api/v2/traces/{trace_id_hex}")
+        """The trace as OTLP JSON (``{"resourceSpans": [...]}``), or None while it is not stored."""
+        status, body = http_get(f"{self.trace_store_url}/api/v3/traces/{trace_id_hex}")
         if status == 404:
             return None
         if status != 200:
-            raise StackError(f"Tempo trace {trace_id_hex}: HTTP {status}: {body[:300]!r}")
-        payload = json.loads(body)
-        trace: dict[str, Any] | None = payload.get("trace", payload)
+            raise StackError(f"trace {trace_id_hex}: HTTP {status}: {body[:300]!r}")
+        trace: dict[str, Any] = json.loads(body)["result"]
         return trace
 
     def search_traceql(self, query: str, since_s: float = 3600.0) -> list[dict[str, Any]]:
-        """TraceQL search over the last ``since_s`` seconds; Tempo's ``traces`` list."""
-        now = int(time.time())
-        params = urllib.parse.urlencode(
-            {"q": query, "start": now - int(since_s), "end": now + 60, "limit": 100}
+        """Traces (``[{"traceID": hex}]``, newest first) with one span that meets ``query``.
+
+        ``query`` is TraceQL of the shape ``{ cond && cond ... }``, each ``cond`` being
+        ``span.<attr>`` or ``resource.service.name`` compared by ``=``, ``!=`` or ``=~``
+        (anchored regex) with a string; anything else raises :class:`StackError`.
+        """
+        conditions = parse_traceql(query)
+        exact = {
+            attr: value for scope, attr, op, value in conditions if scope == "span" and op == "="
+        }
+        services = self._services_matching(
+            [(op, value) for scope, attr, op, value in conditions if scope == "resource"]
         )
-        status, body = http_get(f"{self.tempo_url}/api/search?{params}")
-        if status != 200:
-            raise StackError(f"TraceQL {query!r}: HTTP {status}: {body[:300]!r}")
-        traces: list[dict[str, Any]] = json.loads(body).get("traces", [])
-        return traces
+        now_us = int(time.time() * 1e6)
+        hits: dict[str, int] = {}
+        for service in services:
+            params = {
+                "service": service,
+                "start": now_us - int(since_s * 1e6),
+                "end": now_us + 60_000_000,
+                "limit": 100,
+            }
+            if exact:
+                params["tags"] = json.dumps(exact)
+            url = f"{self.trace_store_url}/api/traces?" + urllib.parse.urlencode(params)
+            status, body = http_get(url)
+            if status != 200:
+                raise StackError(f"TraceQL {query!r} as a search: HTTP {status}: {body[:300]!r}")
+            for trace in json.loads(body).get("data") or []:
+                spans = trace["spans"]
+                starts = [s["startTime"] for s in spans if _span_meets(trace, s, conditions)]
+                if starts:
+                    hits[trace["traceID"]] = max(starts)
+        return [{"traceID": tid} for tid in sorted(hits, key=hits.__getitem__, reverse=True)]
+
+    def _services_matching(self, conditions: list[tuple[str, str]]) -> list[str]:
+        exact = [value for op, value in conditions if op == "="]
+        if exact:
+            candidates = exact[:1]
+        else:
+            status, body = http_get(f"{self.trace_store_url}/api/services")
+            if status != 200:
+                raise StackError(f"trace store services: HTTP {status}: {body[:300]!r}")
+            candidates = json.loads(body).get("data") or []
+        return [s for s in candidates if all(_compare(s, op, v) for op, v in conditions)]
 
     # -- collector -------------------------------------------------------------------------
 
@@ -535,5 +588,48 @@ def trace_spans(trace: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
         for ss in rs.get("scopeSpans", rs.get("instrumentationLibrarySpans", [])):
             for span in ss.get("spans", []):
-                spans.append({**span, "serviceName": service})
+                kind = span.get("kind")
+                spans.append({**span, "kind": SPAN_KINDS.get(kind, kind), "serviceName": service})
     return spans
+
+
+_TRACEQL_CONDITION = re.compile(
+    r'\s*(span|resource)\.([A-Za-z_][\w.]*)\s*(=~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*'
+)
+
+
+def parse_traceql(query: str) -> list[tuple[str, str, str, str]]:
+    """``{ span.a = "x" && resource.service.name =~ "y" }`` → ``[(scope, attr, op, value)]``."""
+    text = query.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        raise StackError(f"TraceQL {query!r}: only one spanset filter {{ ... }} is supported")
+    conditions = []
+    for part in text[1:-1].split("&&"):
+        match = _TRACEQL_CONDITION.fullmatch(part)
+        if match is None:
+            raise StackError(f"TraceQL {query!r}: unsupported condition {part.strip()!r}")
+        scope, attr, op, value = match.groups()
+        if scope == "resource" and attr != "service.name":
+            raise StackError(f"TraceQL {query!r}: only resource.service.name is supported")
+        conditions.append((scope, attr, op, value.replace('\\"', '"')))
+    return conditions
+
+
+def _compare(actual: str | None, op: str, value: str) -> bool:
+    if op == "=":
+        return actual == value
+    if op == "!=":
+        return actual is not None and actual != value
+    return actual is not None and re.fullmatch(value, actual) is not None
+
+
+def _span_meets(
+    trace: Mapping[str, Any], span: Mapping[str, Any], conditions: list[tuple[str, str, str, str]]
+) -> bool:
+    """One Jaeger span (of ``trace``) meets every condition, as in a TraceQL spanset."""
+    tags = {t["key"]: str(t["value"]) for t in span.get("tags", [])}
+    service = trace.get("processes", {}).get(span.get("processID"), {}).get("serviceName")
+    return all(
+        _compare(service if scope == "resource" else tags.get(attr), op, value)
+        for scope, attr, op, value in conditions
+    )
