@@ -14,37 +14,19 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE_DIR="${DBPULSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dbpulse}"
+TOOL=build-collector
+# shellcheck source=scripts/_build-lib.sh
+. "$ROOT/scripts/_build-lib.sh"
 MANIFEST="$ROOT/collector/manifest.yaml"
 BIN_NAME=otelcol-dbpulse
-
-log() { printf '[build-collector] %s\n' "$*" >&2; }
-die() { printf '[build-collector] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ -f "$MANIFEST" ] || die "manifest not found: $MANIFEST"
 KEY="$(sha256sum "$MANIFEST" | cut -c1-12)"
 OUT_DIR="$CACHE_DIR/otelcol-$KEY"
 BIN="$OUT_DIR/$BIN_NAME"
 
-case "${1:-}" in
-    --print-path) echo "$BIN"; exit 0 ;;
-    --force) rm -rf "$OUT_DIR" ;;
-    "") ;;
-    *) die "unknown option '$1' (--print-path | --force)" ;;
-esac
-
-if [ -x "$BIN" ]; then
-    log "up to date: $BIN (manifest hash $KEY)"
-    echo "$BIN"
-    exit 0
-fi
-
-command -v go >/dev/null || die "Go is not installed; install Go 1.25+ (Debian: golang-go from backports, or go.dev)"
-mkdir -p "$CACHE_DIR"
-# Two builds of the same key at once would fight over one work dir.
-exec 9>"$CACHE_DIR/otelcol.lock"
-flock 9
-if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+# Two builds of the same key at once would fight over one work dir: the preamble locks.
+build_preamble "$BIN" "$OUT_DIR" otelcol "manifest hash $KEY" "${1:-}"
 
 # The builder's version is the distribution's version: they are released together.
 OCB_VERSION="v$(sed -n 's/^  version: *//p' "$MANIFEST" | head -n1)"
@@ -75,13 +57,7 @@ cp "$MANIFEST" "$WORK/manifest.yaml"
     cd "$WORK"
     "$OCB" --config manifest.yaml >>"$LOG" 2>&1
 ) &
-pid=$!
-# Progress while the builder runs: the compile is long and otherwise silent.
-while kill -0 "$pid" 2>/dev/null; do
-    sleep 30
-    kill -0 "$pid" 2>/dev/null && log "still building... $(( $(date +%s) - start ))s"
-done
-if ! wait "$pid"; then
+if ! wait_with_progress $! "$start"; then
     tail -n 40 "$LOG" >&2
     die "the collector build failed after $(( $(date +%s) - start ))s (log: $LOG). If a module \
 could not be downloaded, check the Go module proxy (GOPROXY=$(go env GOPROXY))"

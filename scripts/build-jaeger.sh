@@ -21,35 +21,17 @@
 # (`go get -tool`, checksums verified by the Go checksum database) and builds that tool.
 set -euo pipefail
 
-CACHE_DIR="${DBPULSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dbpulse}"
+TOOL=build-jaeger
+# shellcheck source=scripts/_build-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_build-lib.sh"
 JAEGER_PACKAGE=github.com/jaegertracing/jaeger/cmd/jaeger
 # The module's v1 tags carry the Jaeger v2 backend (cmd/jaeger); collector v0.140 inside.
 JAEGER_VERSION=v1.76.0
 
-log() { printf '[build-jaeger] %s\n' "$*" >&2; }
-die() { printf '[build-jaeger] ERROR: %s\n' "$*" >&2; exit 1; }
-
 OUT_DIR="$CACHE_DIR/jaeger-$JAEGER_VERSION"
 BIN="$OUT_DIR/jaeger"
 
-case "${1:-}" in
-    --print-path) echo "$BIN"; exit 0 ;;
-    --force) rm -rf "$OUT_DIR" ;;
-    "") ;;
-    *) die "unknown option '$1' (--print-path | --force)" ;;
-esac
-
-if [ -x "$BIN" ]; then
-    log "up to date: $BIN (Jaeger module $JAEGER_VERSION)"
-    echo "$BIN"
-    exit 0
-fi
-
-command -v go >/dev/null || die "Go is not installed; install Go 1.25+ to build Jaeger"
-mkdir -p "$CACHE_DIR"
-exec 9>"$CACHE_DIR/jaeger.lock"
-flock 9
-if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+build_preamble "$BIN" "$OUT_DIR" jaeger "Jaeger module $JAEGER_VERSION" "${1:-}"
 
 export GOFLAGS="-p=${DBPULSE_GO_JOBS:-2} ${GOFLAGS:-}"
 export GOTOOLCHAIN=local CGO_ENABLED=0
@@ -70,12 +52,7 @@ log "resolving $JAEGER_PACKAGE@$JAEGER_VERSION from the Go module proxy; log: $L
 log "building jaeger ($(go version | cut -d' ' -f3)); several minutes on two cores"
 (cd "$WORK" && go build -trimpath -ldflags "-s -w" -o "$WORK/jaeger" "$JAEGER_PACKAGE") \
     >>"$LOG" 2>&1 &
-pid=$!
-while kill -0 "$pid" 2>/dev/null; do
-    sleep 30
-    kill -0 "$pid" 2>/dev/null && log "still building... $(( $(date +%s) - start ))s"
-done
-if ! wait "$pid"; then
+if ! wait_with_progress $! "$start"; then
     tail -n 40 "$LOG" >&2
     die "the Jaeger build failed after $(( $(date +%s) - start ))s (log: $LOG)"
 fi
