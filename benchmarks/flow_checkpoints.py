@@ -43,8 +43,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 from dbpulse import flow
-from dbpulse._flowdemo import parse_pattern
-from dbpulse._ids import FlowIdGenerator
+from dbpulse.demo.flows import parse_pattern
+from dbpulse.telemetry.ids import FlowIdGenerator
 
 TARGET_US = 60.0
 PAYLOAD = {

@@ -67,7 +67,7 @@ class Pipeline:
                 return SpanExportResult.SUCCESS
 
         import dbpulse
-        from dbpulse._sampler import LOAD
+        from dbpulse.telemetry.sampler import LOAD
 
         self.load = LOAD
         self.raw_sqlite_connect = sqlite3.connect  # before instrumenting
@@ -87,7 +87,7 @@ class Pipeline:
         elif variant == "dbpulse detailed":
             self.load.configure(())  # no bands: every span kept
         elif variant == "dbpulse default":
-            from dbpulse._sampler import DEFAULT_BANDS
+            from dbpulse.telemetry.sampler import DEFAULT_BANDS
 
             self.load.configure(DEFAULT_BANDS)
 

@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import dbpulse
-    from dbpulse._sampler import LOAD
+    from dbpulse.telemetry.sampler import LOAD
     from dbpulse.viz import VizFeedProcessor
 
     if not args.adaptive:

@@ -110,7 +110,7 @@ def ingest(port: int, seconds: float, clients: int) -> None:
 
 def overhead(port: int, writes: int) -> None:
     import dbpulse
-    from dbpulse._sampler import DEFAULT_BANDS, LOAD
+    from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
     from dbpulse.viz import VizFeedProcessor
 
     def run() -> float:

@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import dbpulse
-from dbpulse._core import STATE, clear_statement_cache
-from dbpulse._metrics import OPERATIONS
-from dbpulse._sampler import DEFAULT_BANDS, LOAD
+from dbpulse.core.pipeline import STATE, clear_statement_cache
+from dbpulse.telemetry.metrics import OPERATIONS
+from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
 from tests import services
 
 # The real collector/Prometheus/Tempo fixtures (tests/harness) for the end-to-end tests.

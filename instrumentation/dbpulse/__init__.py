@@ -20,10 +20,9 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
 * ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
 """
 
-from dbpulse._isbn import EntityExtractor, IsbnExtractor, normalize_isbn
-from dbpulse._metrics import AggregatingMetricExporter
-from dbpulse._sampler import AdaptiveSampler
-from dbpulse._setup import (
+from dbpulse.core.isbn import EntityExtractor, IsbnExtractor, normalize_isbn
+from dbpulse.instrumentors.sqlite import SQLite3Instrumentor
+from dbpulse.setup import (
     ConfigurationError,
     Telemetry,
     configure,
@@ -32,7 +31,8 @@ from dbpulse._setup import (
     set_enabled,
     uninstrument,
 )
-from dbpulse._sqlite import SQLite3Instrumentor
+from dbpulse.telemetry.metrics import AggregatingMetricExporter
+from dbpulse.telemetry.sampler import AdaptiveSampler
 from dbpulse.version import __version__
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # psycopg is optional: import its instrumentor only when asked for.
     if name == "PsycopgInstrumentor":
-        from dbpulse._psycopg import PsycopgInstrumentor
+        from dbpulse.instrumentors.psycopg import PsycopgInstrumentor
 
         return PsycopgInstrumentor
     raise AttributeError(f"module 'dbpulse' has no attribute {name!r}")

@@ -23,8 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-from dbpulse._flow_commands import consumer, producer
-from dbpulse._ids import FlowIdGenerator
+from dbpulse.cli.flows import consumer, producer
+from dbpulse.telemetry.ids import FlowIdGenerator
 
 
 def _span(span: Any) -> dict[str, Any]:

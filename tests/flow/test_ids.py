@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-from dbpulse._ids import FLOW_TRACE_ID, FlowIdGenerator
+from dbpulse.telemetry.ids import FLOW_TRACE_ID, FlowIdGenerator
 
 
 def test_random_ids_without_a_flow() -> None:

@@ -229,7 +229,8 @@ def _db(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _producer(args: argparse.Namespace) -> dict[str, Any]:
-    from dbpulse import _flowdemo, configure
+    from dbpulse import configure
+    from dbpulse.demo import flows as _flowdemo
 
     telemetry = configure()
     stop = threading.Event()
@@ -258,7 +259,8 @@ def _producer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _consumer(args: argparse.Namespace) -> dict[str, Any]:
-    from dbpulse import _flowdemo, configure
+    from dbpulse import configure
+    from dbpulse.demo import flows as _flowdemo
 
     telemetry = configure()
     stop = threading.Event()

@@ -18,7 +18,7 @@ OTHER = "9780140449136"
 @pytest.fixture
 def table(pg_dsn, otel):
     """A fresh table per test; spans and metrics of the setup are cleared."""
-    from dbpulse._metrics import OPERATIONS
+    from dbpulse.telemetry.metrics import OPERATIONS
 
     name = f"books_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:

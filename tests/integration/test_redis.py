@@ -15,7 +15,7 @@ ISBN = "9780306406157"
 @pytest.fixture
 def client(redis_url, otel):
     import dbpulse
-    from dbpulse._redis import CACHE
+    from dbpulse.instrumentors.redis import CACHE
 
     dbpulse.instrument(systems=("redis",))
     CACHE.reset()

@@ -14,8 +14,8 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 import dbpulse
-from dbpulse._metrics import OPERATIONS
-from dbpulse._sampler import LOAD
+from dbpulse.telemetry.metrics import OPERATIONS
+from dbpulse.telemetry.sampler import LOAD
 
 ISBN = "9780306406157"
 ISBN10 = "0-306-40615-2"  # the same book as ISBN
@@ -329,8 +329,8 @@ def test_a_failing_exporter_never_reaches_the_application(tmp_path):
 
 def test_direct_and_sdk_span_recording_export_the_same_span(db, otel, monkeypatch):
     """DBPULSE_SPAN_MODE=sdk (the SDK's tracer, with on_start) gives the same span."""
-    from dbpulse._spans import DirectSpans, TracerSpans
-    from dbpulse._sqlite import SWITCH
+    from dbpulse.instrumentors.sqlite import SWITCH
+    from dbpulse.telemetry.spans import DirectSpans, TracerSpans
 
     def one_span() -> Any:
         otel.span_exporter.clear()

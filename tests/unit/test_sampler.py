@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 
-from dbpulse._sampler import (
+from dbpulse.telemetry.sampler import (
     DEFAULT_BANDS,
     AdaptiveSampler,
     LoadMonitor,

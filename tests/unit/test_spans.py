@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
-from dbpulse._spans import DirectSpans
+from dbpulse.telemetry.spans import DirectSpans
 
 
 def recorder(sampler=ALWAYS_ON) -> tuple[DirectSpans, InMemorySpanExporter]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbpulse._sql import (
+from dbpulse.core.sql import (
     MAX_NAME_CHARS,
     MAX_SUMMARY_CHARS,
     MAX_TEXT_CHARS,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dbpulse._sampler import LOAD
+from dbpulse.telemetry.sampler import LOAD
 from dbpulse.viz import WRITE_OPERATIONS, VizFeedProcessor
 from tests.viz._support import ISBNS, Collector, viz_server, wait_for
 

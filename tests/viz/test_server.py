@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dbpulse.viz._server import SlotTable, load_isbns, normalize_isbn
+from dbpulse.viz.server import SlotTable, load_isbns, normalize_isbn
 from tests.viz._support import ISBNS, Collector, isbn13, viz_server, wait_for
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dbpulse.viz._feed import WRITE_OPERATIONS, VizFeedProcessor, adjusted_count
+from dbpulse.viz.feed import WRITE_OPERATIONS, VizFeedProcessor, adjusted_count
 
 if TYPE_CHECKING:
-    from dbpulse.viz._server import VizConfig, VizServer, create_app, serve
+    from dbpulse.viz.server import VizConfig, VizServer, create_app, serve
 
 __all__ = [
     "WRITE_OPERATIONS",
@@ -38,7 +38,7 @@ _SERVER_NAMES = {"VizConfig", "VizServer", "create_app", "serve"}
 def __getattr__(name: str) -> Any:
     # The server side needs FastAPI; an instrumented application importing the feed does not.
     if name in _SERVER_NAMES:
-        from dbpulse.viz import _server
+        from dbpulse.viz import server as _server
 
         return getattr(_server, name)
     raise AttributeError(f"module 'dbpulse.viz' has no attribute {name!r}")

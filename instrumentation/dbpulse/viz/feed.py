@@ -13,7 +13,7 @@ or, as dbpulse's configurator does when ``DBPULSE_VIZ_URL`` is set,
 
 ``on_end`` only appends the ended span to a bounded deque (the oldest entry falls out when it is
 full, and is counted). A daemon thread turns spans into events, merges them with the exact
-write counters of :mod:`dbpulse._metrics` and POSTs ``{"events": [...]}`` to
+write counters of :mod:`dbpulse.telemetry.metrics` and POSTs ``{"events": [...]}`` to
 ``/api/viz/emit`` with the standard library's ``http.client``: the application needs no
 dependency beyond OpenTelemetry. A batch leaves when ``batch_size`` spans wait or every
 ``batch_interval`` seconds. While the server is down or hanging, sends back off exponentially
@@ -92,7 +92,7 @@ def adjusted_count(trace_state: Any) -> float:
 def _default_counters() -> tuple[Callable[[], IsbnCounts] | None, Callable[[], TableCounts] | None]:
     """The exact metrics path of dbpulse, when the package provides it."""
     try:
-        from dbpulse._metrics import OPERATIONS
+        from dbpulse.telemetry.metrics import OPERATIONS
     except Exception:  # the metrics module is optional for the feed
         return None, None
     return (
@@ -215,7 +215,7 @@ class VizFeedProcessor(SpanProcessor):
         timeout: connect/read timeout of one POST in seconds (short on purpose).
         max_backoff: longest pause between attempts while the server is unreachable.
         max_events_per_post: cap on one POST's size; more waiting events go in the next one.
-        use_counters: merge the exact per-ISBN counters of ``dbpulse._metrics`` (default).
+        use_counters: merge the exact per-ISBN counters of ``dbpulse.telemetry.metrics`` (default).
         isbn_counts, table_counts: explicit counter sources (tests, other metric paths).
         shutdown_timeout: how long ``shutdown`` may take to flush, in seconds.
     """

@@ -60,9 +60,9 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from dbpulse._heartbeat import STATS, Heartbeat, is_proxy, set_subscription
-from dbpulse._ids import FLOW_TRACE_ID, FlowIdGenerator
-from dbpulse._spans import DirectSpans, TracerSpans, span_recorder
+from dbpulse.flow.heartbeat import STATS, Heartbeat, is_proxy, set_subscription
+from dbpulse.telemetry.ids import FLOW_TRACE_ID, FlowIdGenerator
+from dbpulse.telemetry.spans import DirectSpans, TracerSpans, span_recorder
 from dbpulse.version import __version__
 
 __all__ = [
@@ -222,8 +222,9 @@ def _instruments() -> _Instruments:
 
 
 def _tracer() -> DirectSpans | TracerSpans:
-    """Checkpoint spans are recorded like database spans (:mod:`dbpulse._spans`): straight into
-    the SDK provider's processors, ~5x cheaper than ``Tracer.start_span`` + ``end``."""
+    """Checkpoint spans are recorded like database spans (:mod:`dbpulse.telemetry.spans`):
+    straight into the SDK provider's processors, ~5x cheaper than ``Tracer.start_span``
+    + ``end``."""
     global _TRACER
     provider = trace.get_tracer_provider()
     current = _TRACER
@@ -240,7 +241,7 @@ def _warn_once(key: str, message: str, *args: Any) -> None:
 
 def _count_dropped(component: str, n: int = 1) -> None:
     try:
-        from dbpulse._metrics import OPERATIONS
+        from dbpulse.telemetry.metrics import OPERATIONS
 
         OPERATIONS.count_dropped(component, n)
     except Exception:
@@ -523,8 +524,8 @@ class Publication:
                 _warn_once(
                     "id_generator",
                     "dbpulse.flow: the tracer provider's id generator is not "
-                    "dbpulse._ids.FlowIdGenerator, so trace ids differ from flow ids; find "
-                    "flows by the flow.id attribute, or build the TracerProvider with "
+                    "dbpulse.telemetry.ids.FlowIdGenerator, so trace ids differ from flow ids; "
+                    "find flows by the flow.id attribute, or build the TracerProvider with "
                     "id_generator=FlowIdGenerator()",
                 )
         self._token = context_api.attach(trace.set_span_in_context(span))

@@ -2,7 +2,7 @@
 
 Usage::
 
-    >>> from dbpulse._isbn import IsbnExtractor, normalize_isbn
+    >>> from dbpulse.core.isbn import IsbnExtractor, normalize_isbn
     >>> isbn = IsbnExtractor()
     >>> isbn.from_sql("INSERT INTO identifiers VALUES (3, 'isbn', '0-306-40615-2')")
     ('9780306406157',)

@@ -36,9 +36,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from dbpulse import _stock
-from dbpulse._core import Call, Database, Switch, database, statement
-from dbpulse._metrics import OPERATIONS
+from dbpulse.core.pipeline import Call, Database, Switch, database, statement
+from dbpulse.instrumentors import _stock
+from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.version import __version__
 
 __all__ = ["PsycopgInstrumentor"]

@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from dbpulse._setup import configure, enabled_from_env, set_enabled
+from dbpulse.setup import configure, enabled_from_env, set_enabled
 
 __all__ = ["REPLACED", "DbpulseConfigurator", "DbpulseDistro"]
 

@@ -41,7 +41,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from dbpulse._sampler import LOAD
+from dbpulse.telemetry.sampler import LOAD
 from dbpulse.version import __version__
 
 __all__ = [

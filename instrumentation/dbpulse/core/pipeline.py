@@ -6,7 +6,7 @@ One database call goes through :func:`traced_call`:
 2. entity keys (ISBNs) come from the cached literals and the call's parameters, for writes;
 3. a CLIENT span is started only when it would be kept: a sampled parent, or no parent and
    the adaptive sampler not in aggregated mode. Attributes are set at start;
-4. the duration goes into the exact in-process aggregate (:mod:`dbpulse._metrics`).
+4. the duration goes into the exact in-process aggregate (:mod:`dbpulse.telemetry.metrics`).
 
 Nothing here may raise into the application: dbpulse's own bookkeeping is guarded, and the
 application's exception is re-raised unchanged.
@@ -24,11 +24,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from dbpulse._isbn import EntityExtractor, IsbnExtractor
-from dbpulse._metrics import OPERATIONS, Series
-from dbpulse._sampler import LOAD
-from dbpulse._spans import DirectSpans, TracerSpans, span_recorder
-from dbpulse._sql import parse_sql
+from dbpulse.core.isbn import EntityExtractor, IsbnExtractor
+from dbpulse.core.sql import parse_sql
+from dbpulse.telemetry.metrics import OPERATIONS, Series
+from dbpulse.telemetry.sampler import LOAD
+from dbpulse.telemetry.spans import DirectSpans, TracerSpans, span_recorder
 from dbpulse.version import __version__
 
 __all__ = [

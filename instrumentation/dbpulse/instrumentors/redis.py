@@ -3,7 +3,7 @@
 Usage::
 
     import redis
-    from dbpulse._redis import RedisInstrumentor
+    from dbpulse.instrumentors.redis import RedisInstrumentor
 
     RedisInstrumentor().instrument()
     r = redis.Redis()
@@ -34,9 +34,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from dbpulse import _stock
-from dbpulse._core import Call, Database, Statement, Switch, database
-from dbpulse._metrics import OPERATIONS
+from dbpulse.core.pipeline import Call, Database, Statement, Switch, database
+from dbpulse.instrumentors import _stock
+from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.version import __version__
 
 __all__ = ["RedisInstrumentor"]

@@ -28,10 +28,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler
 
-from dbpulse._core import STATE, set_extractor
-from dbpulse._isbn import EntityExtractor, IsbnExtractor
-from dbpulse._metrics import OPERATIONS, AggregatingMetricExporter
-from dbpulse._sampler import LOAD, AdaptiveSampler
+from dbpulse.core.isbn import EntityExtractor, IsbnExtractor
+from dbpulse.core.pipeline import STATE, set_extractor
+from dbpulse.telemetry.metrics import OPERATIONS, AggregatingMetricExporter
+from dbpulse.telemetry.sampler import LOAD, AdaptiveSampler
 
 __all__ = [
     "SYSTEMS",
@@ -57,7 +57,7 @@ def _instrumentors(systems: Iterable[str]) -> list[Any]:
     found = []
     for system in systems:
         if system == "sqlite":
-            from dbpulse._sqlite import SQLite3Instrumentor
+            from dbpulse.instrumentors.sqlite import SQLite3Instrumentor
 
             found.append(SQLite3Instrumentor())
         elif system == "postgresql":
@@ -65,12 +65,12 @@ def _instrumentors(systems: Iterable[str]) -> list[Any]:
                 import psycopg  # noqa: F401
             except ImportError:
                 continue
-            from dbpulse._psycopg import PsycopgInstrumentor
+            from dbpulse.instrumentors.psycopg import PsycopgInstrumentor
 
             found.append(PsycopgInstrumentor())
         elif system == "redis":
             try:
-                from dbpulse._redis import RedisInstrumentor
+                from dbpulse.instrumentors.redis import RedisInstrumentor
             except ImportError:
                 continue
             found.append(RedisInstrumentor())
@@ -158,7 +158,7 @@ class Telemetry:
 
 def _id_generator() -> IdGenerator:
     try:
-        from dbpulse._ids import FlowIdGenerator
+        from dbpulse.telemetry.ids import FlowIdGenerator
     except ImportError:
         return RandomIdGenerator()
     return FlowIdGenerator()

@@ -21,7 +21,7 @@ import typer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from dbpulse._flowdemo import (
+from dbpulse.demo.flows import (
     DEFAULT_CHANNEL,
     SYMBOLS,
     ConsumerOptions,
@@ -62,7 +62,7 @@ def _with_telemetry(service_name: str, run: Callable[[], _T]) -> _T:
     """Run with the process's SDK, or with one :func:`dbpulse.configure` builds for the run."""
     owned: Any = None
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        from dbpulse._setup import configure
+        from dbpulse.setup import configure
 
         owned = configure(service_name=service_name)
     try:

@@ -25,8 +25,8 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
-from dbpulse.viz._feed import VizFeedProcessor
-from dbpulse.viz._server import VizConfig, VizServer
+from dbpulse.viz.feed import VizFeedProcessor
+from dbpulse.viz.server import VizConfig, VizServer
 
 __all__ = ["DemoWorkload", "isbn13", "run_demo"]
 
@@ -132,7 +132,7 @@ class DemoWorkload:
 def _telemetry(server_url: str, token: str | None) -> tuple[Any, VizFeedProcessor | None]:
     """Instrument SQLite with dbpulse and feed the in-process viz server."""
     import dbpulse
-    from dbpulse._sampler import LOAD, AdaptiveSampler
+    from dbpulse.telemetry.sampler import LOAD, AdaptiveSampler
 
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         os.environ["DBPULSE_VIZ_URL"] = server_url
@@ -159,7 +159,7 @@ def _summary(
 ) -> Any:
     from rich.table import Table
 
-    from dbpulse._sampler import LOAD
+    from dbpulse.telemetry.sampler import LOAD
 
     hub = server.hub
     stats = hub.stats()

@@ -46,14 +46,14 @@ def _load(module: str, name: str, extra: str) -> Callable[..., Any] | None:
 
 
 def _build() -> None:
-    viz = _load("dbpulse.viz._commands", "viz", "viz")
+    viz = _load("dbpulse.cli.viz", "viz", "viz")
     if viz is not None:
         app.command("viz")(viz)
-    demo = _load("dbpulse.viz._commands", "demo", "viz")
+    demo = _load("dbpulse.cli.viz", "demo", "viz")
     if demo is not None:
         demo_app.callback(invoke_without_command=True)(demo)
     for name in ("producer", "consumer"):
-        command = _load("dbpulse._flow_commands", name, "redis")
+        command = _load("dbpulse.cli.flows", name, "redis")
         if command is not None:
             demo_app.command(name)(command)
     app.add_typer(demo_app, name="demo")

@@ -1,7 +1,7 @@
 """Typer commands of the viz room; the ``dbpulse`` CLI registers them::
 
-    app.command("viz")(dbpulse.viz._commands.viz)
-    demo_app = typer.Typer(callback=dbpulse.viz._commands.demo, invoke_without_command=True)
+    app.command("viz")(dbpulse.cli.viz.viz)
+    demo_app = typer.Typer(callback=dbpulse.cli.viz.demo, invoke_without_command=True)
 
 ``dbpulse viz`` runs the viz server; ``dbpulse demo`` (no sub-command) runs the embedded demo.
 """
@@ -70,7 +70,7 @@ def viz(
 ) -> None:
     """Run the viz server: the live ISBN sphere and its event API."""
     _server_side()
-    from dbpulse.viz._server import VizConfig, serve
+    from dbpulse.viz.server import VizConfig, serve
 
     if isbn_db and not isbn_table:
         raise typer.BadParameter("--isbn-db needs --isbn-table", param_hint="--isbn-table")
@@ -114,7 +114,7 @@ def demo(
     if ctx.invoked_subcommand is not None:
         return
     _server_side()
-    from dbpulse.viz._demo import run_demo
+    from dbpulse.demo.sphere import run_demo
 
     run_demo(
         host=host,

@@ -31,8 +31,7 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from dbpulse import _stock
-from dbpulse._core import (
+from dbpulse.core.pipeline import (
     Database,
     Switch,
     database,
@@ -41,7 +40,8 @@ from dbpulse._core import (
     traced_batch,
     traced_call,
 )
-from dbpulse._metrics import OPERATIONS
+from dbpulse.instrumentors import _stock
+from dbpulse.telemetry.metrics import OPERATIONS
 
 __all__ = ["SQLite3Instrumentor"]
 

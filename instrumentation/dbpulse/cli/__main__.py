@@ -1,0 +1,5 @@
+"""python -m dbpulse.cli"""
+
+from dbpulse.cli import main
+
+main()
