@@ -24,9 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import dbpulse
-from dbpulse.core.pipeline import STATE, clear_statement_cache
-from dbpulse.telemetry.metrics import OPERATIONS
-from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
+import dbpulse.testing
 from tests import services
 
 # The real collector/Prometheus/Tempo fixtures (tests/harness) for the end-to-end tests.
@@ -57,7 +55,7 @@ class CapturingMetricExporter(MetricExporter):
         pass
 
 
-class Telemetry:
+class Exported:
     """What the application exported, as a test reads it."""
 
     def __init__(
@@ -101,7 +99,7 @@ class Telemetry:
 _SESSION: dict[str, Any] = {}
 
 
-def _session_telemetry() -> Telemetry:
+def _session_telemetry() -> Exported:
     if "telemetry" not in _SESSION:
         spans = InMemorySpanExporter()
         exporter = CapturingMetricExporter()
@@ -121,24 +119,19 @@ def _session_telemetry() -> Telemetry:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-        _SESSION["telemetry"] = Telemetry(telemetry, spans, exporter)
+        _SESSION["telemetry"] = Exported(telemetry, spans, exporter)
     return _SESSION["telemetry"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def otel() -> Iterator[Telemetry]:
+def otel() -> Iterator[Exported]:
     """The session's SDK pipeline, cleared; dbpulse instrumented and enabled, detailed mode."""
     telemetry = _session_telemetry()
     telemetry.span_exporter.clear()
-    OPERATIONS.reset()
-    LOAD.configure(DEFAULT_BANDS)
-    clear_statement_cache()
-    dbpulse.set_enabled(True)
+    dbpulse.testing.reset()
     dbpulse.instrument(systems=("sqlite", "postgresql"))
     yield telemetry
-    dbpulse.set_enabled(True)
-    STATE.extractor = dbpulse.IsbnExtractor()
-    LOAD.configure(DEFAULT_BANDS)
+    dbpulse.testing.reset()
 
 
 @pytest.fixture

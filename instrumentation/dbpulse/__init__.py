@@ -13,11 +13,12 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
 
 * :func:`instrument`, :func:`uninstrument`, :func:`set_enabled`, :func:`is_enabled`,
   :func:`configure`
-* the instrumentors :class:`SQLite3Instrumentor`, :class:`PsycopgInstrumentor` (and their
-  ``instrument_connection``)
+* the instrumentors :class:`SQLite3Instrumentor`, :class:`PsycopgInstrumentor`,
+  :class:`RedisInstrumentor` (and their ``instrument_connection``)
 * :class:`AdaptiveSampler`, :class:`AggregatingMetricExporter`
 * :class:`IsbnExtractor` and the :class:`EntityExtractor` protocol
 * ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
+* ``dbpulse.testing.reset()`` for test suites that share one process-wide pipeline
 """
 
 from dbpulse.core.isbn import EntityExtractor, IsbnExtractor, normalize_isbn
@@ -31,7 +32,7 @@ from dbpulse.setup import (
     set_enabled,
     uninstrument,
 )
-from dbpulse.telemetry.metrics import AggregatingMetricExporter
+from dbpulse.telemetry.export import AggregatingMetricExporter
 from dbpulse.telemetry.sampler import AdaptiveSampler
 from dbpulse.version import __version__
 
@@ -42,6 +43,7 @@ __all__ = [
     "EntityExtractor",
     "IsbnExtractor",
     "PsycopgInstrumentor",
+    "RedisInstrumentor",
     "SQLite3Instrumentor",
     "Telemetry",
     "__version__",
@@ -55,9 +57,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # psycopg is optional: import its instrumentor only when asked for.
+    # The drivers are optional: import their instrumentors only when asked for.
     if name == "PsycopgInstrumentor":
         from dbpulse.instrumentors.psycopg import PsycopgInstrumentor
 
         return PsycopgInstrumentor
+    if name == "RedisInstrumentor":
+        from dbpulse.instrumentors.redis import RedisInstrumentor
+
+        return RedisInstrumentor
     raise AttributeError(f"module 'dbpulse' has no attribute {name!r}")

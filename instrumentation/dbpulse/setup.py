@@ -25,12 +25,15 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler
 
 from dbpulse.core.isbn import EntityExtractor, IsbnExtractor
-from dbpulse.core.pipeline import STATE, set_extractor
-from dbpulse.telemetry.metrics import OPERATIONS, AggregatingMetricExporter
+from dbpulse.core.state import STATE
+from dbpulse.core.statements import set_extractor
+from dbpulse.telemetry.export import AggregatingMetricExporter
+from dbpulse.telemetry.ids import FlowIdGenerator
+from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.telemetry.sampler import LOAD, AdaptiveSampler
 
 __all__ = [
@@ -70,9 +73,11 @@ def _instrumentors(systems: Iterable[str]) -> list[Any]:
             found.append(PsycopgInstrumentor())
         elif system == "redis":
             try:
-                from dbpulse.instrumentors.redis import RedisInstrumentor
+                import redis  # noqa: F401
             except ImportError:
                 continue
+            from dbpulse.instrumentors.redis import RedisInstrumentor
+
             found.append(RedisInstrumentor())
         else:
             raise ConfigurationError(f"unknown database system {system!r}; choose from {SYSTEMS}")
@@ -157,10 +162,6 @@ class Telemetry:
 
 
 def _id_generator() -> IdGenerator:
-    try:
-        from dbpulse.telemetry.ids import FlowIdGenerator
-    except ImportError:
-        return RandomIdGenerator()
     return FlowIdGenerator()
 
 

@@ -11,7 +11,8 @@ import sys
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-from dbpulse.telemetry.metrics import OPERATIONS, AggregatingMetricExporter, OperationMetrics
+from dbpulse.telemetry.export import AggregatingMetricExporter
+from dbpulse.telemetry.metrics import OPERATIONS, OperationMetrics
 from tests.conftest import CapturingMetricExporter
 
 ISBNS = ["9780306406157", "9780140449136", "9781402894626", "9780451524935", "9780262033848"]

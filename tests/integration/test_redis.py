@@ -10,6 +10,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 redis = pytest.importorskip("redis")
 
 ISBN = "9780306406157"
+OPERATIONS = pytest.importorskip("dbpulse.telemetry.metrics").OPERATIONS
+CACHE = pytest.importorskip("dbpulse.instrumentors.redis").CACHE
 
 
 @pytest.fixture
@@ -64,6 +66,26 @@ def test_pipeline_is_one_batch_span(client, otel):
     assert span.name == "BATCH SET"
     assert span.attributes["db.operation.batch.size"] == 3
     assert otel.value("dbpulse.db.writes", **{"db.system.name": "redis"}) == 3
+
+
+def test_a_mixed_pipeline_counts_its_writes_and_its_cache_lookups(client, otel):
+    r, prefix = client
+    r.set(f"{prefix}:hit", "cached")
+    OPERATIONS.reset()
+    CACHE.reset()
+    otel.span_exporter.clear()
+    for transaction in (True, False):
+        with r.pipeline(transaction=transaction) as pipe:
+            pipe.set(f"{prefix}:a", 1).get(f"{prefix}:hit").incr(f"{prefix}:n")
+            pipe.get(f"{prefix}:missing").delete(f"{prefix}:a")
+            assert pipe.execute() == [True, b"cached", 1 if transaction else 2, None, 1]
+    spans = otel.spans()
+    assert [s.name for s in spans] == ["BATCH", "BATCH"]
+    assert all(s.attributes["db.operation.batch.size"] == 5 for s in spans)
+    # Three writes (SET, INCR, DEL) per pipeline; the two GETs are reads and cache lookups.
+    assert otel.value("dbpulse.db.writes", **{"db.system.name": "redis"}) == 6
+    assert otel.value("dbpulse.cache.requests", **{"dbpulse.cache.result": "hit"}) == 2
+    assert otel.value("dbpulse.cache.requests", **{"dbpulse.cache.result": "miss"}) == 2
 
 
 def test_errors_carry_the_error_class(client, otel):

@@ -357,3 +357,35 @@ def test_direct_and_sdk_span_recording_export_the_same_span(db, otel, monkeypatc
     assert direct.resource.attributes["service.name"] == "dbpulse-tests"
     assert direct.context.trace_state.get("ot") == "th:0"
     assert direct.end_time >= direct.start_time
+
+
+class OrderExtractor:
+    """A non-ISBN entity key: order numbers like ``ORD-12345``."""
+
+    name = "order"
+    span_attribute = "shop.order_id"
+
+    def from_sql(self, sql: str) -> tuple[str, ...]:
+        return ()
+
+    def from_params(self, params: Any) -> tuple[str, ...]:
+        values = params.values() if isinstance(params, dict) else params
+        return tuple(v for v in values if isinstance(v, str) and v.startswith("ORD-"))
+
+
+def test_a_custom_extractor_names_the_span_attribute_and_the_metric_label(db, otel):
+    db.execute("CREATE TABLE orders (id TEXT, isbn TEXT)")
+    dbpulse.instrument(extractor=OrderExtractor())
+    otel.span_exporter.clear()
+    db.execute("INSERT INTO orders VALUES (?, ?)", ("ORD-1", ISBN))
+    # Rows read lazily from a generator: their keys arrive after the span started.
+    db.executemany("INSERT INTO orders VALUES (?, ?)", ((f"ORD-{i}", ISBN) for i in (2, 3)))
+    single, batch = otel.spans()
+    assert single.attributes["shop.order_id"] == "ORD-1"
+    assert list(batch.attributes["shop.order_ids"]) == ["ORD-2", "ORD-3"]
+    assert batch.attributes["shop.order_id.count"] == 2
+    for span in (single, batch):
+        assert not any(k.startswith("book.") for k in span.attributes)
+    points = otel.points("dbpulse.db.isbn.writes")
+    assert sorted(p.attributes["shop.order_id"] for p in points) == ["ORD-1", "ORD-2", "ORD-3"]
+    assert all("book.isbn" not in p.attributes for p in points)

@@ -1,55 +1,46 @@
-"""The shared core every instrumentor delegates to: statements, switches and the per-call path.
+"""The observation pipeline: one path for every driver's calls, sync and async.
 
-One database call goes through :func:`traced_call`:
+Every instrumentor hands one database call to :func:`traced_call` (or its ``_async`` twin),
+a batch to :func:`traced_batch`:
 
-1. the statement's parse is looked up by its text (parsed once per distinct text);
-2. entity keys (ISBNs) come from the cached literals and the call's parameters, for writes;
+1. the :class:`~dbpulse.core.statements.Statement` (parsed once per distinct text) is given;
+2. entity keys (ISBNs) come from its cached literals and the call's parameters, for writes
+   (for reads only when a span shows them);
 3. a CLIENT span is started only when it would be kept: a sampled parent, or no parent and
    the adaptive sampler not in aggregated mode. Attributes are set at start;
-4. the duration goes into the exact in-process aggregate (:mod:`dbpulse.telemetry.metrics`).
+4. the duration, rows and keys go into the exact in-process aggregate
+   (:mod:`dbpulse.telemetry.metrics`).
 
 Nothing here may raise into the application: dbpulse's own bookkeeping is guarded, and the
-application's exception is re-raised unchanged.
+application's exception is re-raised unchanged. The driver's return value is returned as is.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from dbpulse.core.isbn import EntityExtractor, IsbnExtractor
-from dbpulse.core.sql import parse_sql
+from dbpulse.core.state import STATE, Switch, guarded_keys, warn_once
+from dbpulse.core.statements import Database, Statement
+from dbpulse.telemetry.errors import error_type_of
 from dbpulse.telemetry.metrics import OPERATIONS, Series
 from dbpulse.telemetry.sampler import LOAD
-from dbpulse.telemetry.spans import DirectSpans, TracerSpans, span_recorder
-from dbpulse.version import __version__
 
-__all__ = [
-    "STATE",
-    "Call",
-    "Database",
-    "Statement",
-    "Switch",
-    "database",
-    "statement",
-    "statement_cache",
-    "traced_call",
-]
+__all__ = ["Call", "keys_for_rows", "traced_batch", "traced_call", "traced_call_async"]
 
-_log = logging.getLogger(__name__)
 R = TypeVar("R")
+RowCount = Callable[[Any], int]
 
 MAX_KEYS_ON_SPAN = 100
-_STATEMENT_CACHE_SIZE = 4096
+MAX_LAZY_ROWS_WITH_KEYS = 100_000
+_NO_KWARGS: dict[str, Any] = {}
 _perf_counter = time.perf_counter
-_SPAN_KEY = trace._SPAN_KEY
+_SPAN_KEY = trace._SPAN_KEY  # checked against opentelemetry-api 1.45
 
 
 def _context_reader() -> Callable[[], Any]:
@@ -66,235 +57,14 @@ def _context_reader() -> Callable[[], Any]:
 _current_context = _context_reader()
 
 
-class _State:
-    """Global switches: ``set_enabled`` and the extractor, read on every call."""
-
-    def __init__(self) -> None:
-        self.enabled = True
-        self.extractor: EntityExtractor | None = IsbnExtractor()
-        self.switches: list[Switch] = []
-        self.lock = threading.Lock()
-
-    def set_enabled(self, enabled: bool) -> None:
-        with self.lock:
-            self.enabled = bool(enabled)
-            for switch in self.switches:
-                switch.refresh()
-
-
-STATE = _State()
-
-
-class Switch:
-    """One instrumentor's on/off flag as the hot path reads it: ``if not switch.on``."""
-
-    __slots__ = ("instrumented", "name", "on", "spans", "tracer_provider")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.instrumented = False
-        self.on = False
-        self.tracer_provider: Any = None
-        self.spans: DirectSpans | TracerSpans = TracerSpans(trace.NoOpTracer())
-        STATE.switches.append(self)
-
-    def refresh(self) -> None:
-        self.on = self.instrumented and STATE.enabled
-
-    def set_instrumented(self, instrumented: bool, tracer_provider: Any = None) -> None:
-        if instrumented:
-            self.tracer_provider = tracer_provider
-            self.refresh_recorder()
-        self.instrumented = instrumented
-        self.refresh()
-
-    def refresh_recorder(self) -> None:
-        """Pick the span recorder for the provider (again after the global one changed)."""
-        self.spans = span_recorder(self.tracer_provider, "dbpulse", __version__)
-
-
-class Database:
-    """What a span and a metric need to know about one connection; computed once per connection."""
-
-    __slots__ = ("address", "attributes", "namespace", "port", "system")
-
-    def __init__(
-        self,
-        system: str,
-        namespace: str | None,
-        address: str | None = None,
-        port: int | None = None,
-    ) -> None:
-        self.system = system
-        self.namespace = namespace
-        self.address = address
-        self.port = port
-        attributes: dict[str, Any] = {"db.system.name": system}
-        if namespace:
-            attributes["db.namespace"] = namespace
-        if address:
-            attributes["server.address"] = address
-        if port:
-            attributes["server.port"] = port
-        self.attributes = attributes
-
-
-class Statement:
-    """The parse of one distinct statement text, shared by every call that runs it."""
-
-    __slots__ = (
-        "collection",
-        "is_write",
-        "literal_keys",
-        "operation",
-        "series",
-        "span_attributes",
-        "span_name",
-        "summary",
-        "text",
-    )
-
-    def __init__(self, sql: str, extractor: EntityExtractor | None) -> None:
-        info = parse_sql(sql)
-        self.operation = info.operation or "UNKNOWN"
-        self.collection = info.collection
-        self.summary = info.summary or self.operation
-        self.text = info.sanitized
-        self.is_write = info.is_write
-        self.span_name = (
-            f"{self.operation} {self.collection}" if self.collection else self.operation
-        )
-        self.literal_keys: tuple[str, ...] = ()
-        if extractor is not None:
-            self.literal_keys = _guarded_keys(extractor.from_sql, sql)
-        # Per-database caches: the success series and the span's start attributes.
-        self.series: dict[Database, Series] = {}
-        self.span_attributes: dict[Database, dict[str, Any]] = {}
-
-    @classmethod
-    def of(
-        cls,
-        operation: str,
-        text: str,
-        *,
-        is_write: bool,
-        collection: str | None = None,
-    ) -> Statement:
-        """A statement of a non-SQL system (a Redis command), described directly."""
-        stmt = cls.__new__(cls)
-        stmt.operation = operation
-        stmt.collection = collection
-        stmt.summary = f"{operation} {collection}" if collection else operation
-        stmt.text = text
-        stmt.is_write = is_write
-        stmt.span_name = stmt.summary
-        stmt.literal_keys = ()
-        stmt.series = {}
-        stmt.span_attributes = {}
-        return stmt
-
-    def attributes_for(self, db: Database) -> dict[str, Any]:
-        found = self.span_attributes.get(db)
-        if found is None:
-            found = dict(db.attributes)
-            found["db.operation.name"] = self.operation
-            if self.collection:
-                found["db.collection.name"] = self.collection
-            found["db.query.summary"] = self.summary
-            found["db.query.text"] = self.text
-            self.span_attributes[db] = found
-        return found
-
-    def series_for(self, db: Database, error_type: str | None) -> Series:
-        if error_type is None:
-            found = self.series.get(db)
-            if found is None:
-                found = OPERATIONS.series(
-                    db.system, db.namespace, self.operation, self.collection, None
-                )
-                self.series[db] = found
-            return found
-        return OPERATIONS.series(
-            db.system, db.namespace, self.operation, self.collection, error_type
-        )
-
-
-_DATABASES: dict[tuple[str, str | None, str | None, int | None], Database] = {}
-
-
-def database(
-    system: str, namespace: str | None, address: str | None = None, port: int | None = None
-) -> Database:
-    """The interned :class:`Database` for these coordinates.
-
-    Interning keeps the per-statement caches bounded by the number of distinct databases,
-    not the number of connections an application opens.
-    """
-    key = (system, namespace, address, port)
-    found = _DATABASES.get(key)
-    if found is None:
-        found = _DATABASES.setdefault(key, Database(system, namespace, address, port))
-    return found
-
-
-_STATEMENTS: dict[str, dict[str, Statement]] = {}
-
-
-def statement_cache(system: str) -> dict[str, Statement]:
-    """The statement cache of one system; instrumentors read it directly on the hot path
-    (``cache.get(sql) or statement(system, sql)``)."""
-    return _STATEMENTS.setdefault(system, {})
-
-
-def statement(system: str, sql: str) -> Statement:
-    """The cached :class:`Statement` for ``sql`` (bounded cache, cleared when full)."""
-    cache = statement_cache(system)
-    found = cache.get(sql)
-    if found is None:
-        if len(cache) >= _STATEMENT_CACHE_SIZE:
-            cache.clear()
-        found = Statement(sql, STATE.extractor)
-        cache[sql] = found
-    return found
-
-
-def clear_statement_cache() -> None:
-    for cache in _STATEMENTS.values():
-        cache.clear()
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(what: str) -> None:
-    if what not in _warned:
-        _warned.add(what)
-        _log.warning(
-            "dbpulse: %s (further occurrences are counted, not logged)", what, exc_info=True
-        )
-
-
-def _guarded_keys(method: Callable[[Any], tuple[str, ...]], value: Any) -> tuple[str, ...]:
-    try:
-        keys = method(value)
-        return tuple(keys) if not isinstance(keys, tuple) else keys
-    except Exception:
-        OPERATIONS.count_dropped("extractor_error")
-        _warn_once("the entity-key extractor raised; its keys are skipped")
-        return ()
-
-
-def keys_for_rows(stmt: Statement, rows: Iterable[Any]) -> list[tuple[str, ...]]:
-    """Keys per parameter row of a batch (``executemany``)."""
-    extractor = STATE.extractor
-    if extractor is None:
-        return []
-    literal = stmt.literal_keys
-    out = []
-    for row in rows:
-        found = _guarded_keys(extractor.from_params, row)
-        out.append(_merge(literal, found) if literal else found)
-    return out
+def _want_span() -> bool:
+    """Would a span be kept? ParentBased: follow a valid parent; roots unless aggregated."""
+    span = _current_context().get(_SPAN_KEY)
+    if span is not None:
+        parent = span.get_span_context()
+        if parent.is_valid:
+            return bool(parent.trace_flags.sampled)
+    return LOAD.probability > 0.0
 
 
 def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
@@ -305,20 +75,23 @@ def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(first + second))
 
 
-def error_type_of(exc: BaseException) -> str:
-    """SQLite error name (``SQLITE_BUSY``), PostgreSQL SQLSTATE, else the exception class."""
-    name = getattr(exc, "sqlite_errorname", None) or getattr(exc, "sqlstate", None)
-    return str(name) if name else type(exc).__qualname__
+def _call_keys(stmt: Statement, params: Any) -> tuple[str, ...]:
+    """The keys of one call: the statement's literals plus those in its parameters."""
+    extractor = STATE.extractor
+    if extractor is None:
+        return ()
+    if params is None or (not params and type(params) in (tuple, list, dict)):
+        return stmt.literal_keys
+    return _merge(stmt.literal_keys, guarded_keys(extractor.from_params, params))
 
 
-def _want_span() -> bool:
-    """Would a span be kept? ParentBased: follow a valid parent; roots unless aggregated."""
-    span = _current_context().get(_SPAN_KEY)
-    if span is not None:
-        parent = span.get_span_context()
-        if parent.is_valid:
-            return bool(parent.trace_flags.sampled)
-    return LOAD.probability > 0.0
+def keys_for_rows(stmt: Statement, rows: Any) -> list[tuple[str, ...]]:
+    """Keys per parameter row of a batch (``executemany``)."""
+    return [_call_keys(stmt, row) for row in rows] if STATE.extractor is not None else []
+
+
+def _flatten(per_row: list[tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k for keys in per_row for k in keys)) if per_row else ()
 
 
 def _span_attributes(
@@ -331,8 +104,7 @@ def _span_attributes(
     if batch is not None:
         attributes["db.operation.batch.size"] = batch
     if keys:
-        extractor = STATE.extractor
-        name = extractor.span_attribute if extractor is not None else "book.isbn"
+        name = STATE.key_attribute
         attributes[name] = keys[0]
         attributes[name + ".count"] = len(keys)
         if len(keys) > 1:
@@ -340,72 +112,83 @@ def _span_attributes(
     return attributes
 
 
+def _count(rowcount: RowCount | None, source: Any) -> int:
+    if rowcount is None:
+        return -1
+    try:
+        return int(rowcount(source))
+    except Exception:
+        return -1
+
+
 class Call:
-    """The state of one observed call between :meth:`begin` and :meth:`done`/:meth:`failed`."""
+    """One observed call that may carry a span, between :meth:`start` and :meth:`done` or
+    :meth:`failed`; also usable around a block (``with cursor.copy()``)."""
 
     __slots__ = ("counter", "db", "keys", "per_row", "rows", "span", "start", "stmt")
 
-    def __init__(self, db: Database, stmt: Statement) -> None:
+    def __init__(self, db: Database, stmt: Statement, keys: tuple[str, ...] = ()) -> None:
         self.db = db
         self.stmt = stmt
-        self.keys: tuple[str, ...] = ()
+        self.keys = keys
         self.per_row: list[tuple[str, ...]] | None = None
         self.rows: int | None = None  # parameter rows of a batch
         self.counter: _RowCounter | None = None
         self.span: Any = None
         self.start = 0.0
 
-    def begin(self, switch: Switch, params: Any) -> None:
-        """Read the keys of a single call and start its span if it would be kept."""
-        stmt = self.stmt
+    @classmethod
+    def begin(
+        cls, switch: Switch, db: Database, stmt: Statement, params: Any, keys: Any = None
+    ) -> Call:
+        """Read the keys of a single call (unless given) and start its span if kept."""
+        call = cls(db, stmt)
         try:
             want = _want_span()
-            # Writes need their keys for the exact metrics; reads only when a span shows them.
-            if params is not None and (stmt.is_write or want) and STATE.extractor is not None:
-                keys = _guarded_keys(STATE.extractor.from_params, params)
-                self.keys = _merge(stmt.literal_keys, keys)
-            elif not self.keys:
-                self.keys = stmt.literal_keys
+            if keys is not None:
+                call.keys = keys
+            elif stmt.is_write or want:
+                # Writes need their keys for the exact metrics; reads only when a span shows them.
+                call.keys = _call_keys(stmt, params)
             if want:
-                self.span = switch.spans.start(
-                    stmt.span_name,
-                    _span_attributes(stmt, self.db, self.keys, None),
-                    _current_context(),
+                call.span = switch.spans.start(
+                    stmt.span_name, _span_attributes(stmt, db, call.keys, None), _current_context()
                 )
         except Exception:
-            _warn_once("could not start a span")
-        self.start = _perf_counter()
+            warn_once("could not start a span")
+        call.start = _perf_counter()
+        return call
 
-    def begin_batch(self, switch: Switch, rows_params: Any) -> Any:
-        """Like :meth:`begin` for a batch; returns the parameter rows to hand to the driver.
-
-        Lists and tuples are read before the call (their keys go on the span at start); any
-        other iterable is wrapped so rows are observed as the driver consumes them, never
-        copied.
-        """
-        stmt = self.stmt
+    @classmethod
+    def begin_batch(
+        cls, switch: Switch, db: Database, stmt: Statement, rows_params: Any, size: int | None
+    ) -> tuple[Call, Any]:
+        """Like :meth:`begin` for a batch; returns the call and the parameter rows to hand to
+        the driver. Lists and tuples are read before the call (their keys go on the span at
+        start); any other iterable is wrapped so rows are observed as the driver consumes
+        them, never copied. ``size`` overrides the batch size shown on the span."""
+        call = cls(db, stmt)
         call_params = rows_params
         try:
             if isinstance(rows_params, list | tuple):
-                self.rows = len(rows_params)
+                call.rows = len(rows_params)
                 if stmt.is_write or stmt.literal_keys:
-                    self.per_row = keys_for_rows(stmt, rows_params)
-                    self.keys = _flatten(self.per_row)
+                    call.per_row = keys_for_rows(stmt, rows_params)
+                    call.keys = _flatten(call.per_row)
             else:
-                self.counter = _RowCounter(rows_params, stmt if stmt.is_write else None)
-                call_params = self.counter
+                call.counter = _RowCounter(rows_params, stmt if stmt.is_write else None)
+                call_params = call.counter
             if _want_span():
-                self.span = switch.spans.start(
-                    stmt.span_name,
-                    _span_attributes(stmt, self.db, self.keys, self.rows),
-                    _current_context(),
+                shown = size if size is not None else call.rows
+                call.span = switch.spans.start(
+                    stmt.span_name, _span_attributes(stmt, db, call.keys, shown), _current_context()
                 )
         except Exception:
-            _warn_once("could not start a batch span")
+            warn_once("could not start a batch span")
             call_params = rows_params
-            self.counter = None
-        self.start = _perf_counter()
-        return call_params
+            call.counter = None
+        call.start = _perf_counter()
+        return call, call_params
 
     def done(self, rowcount: int = -1) -> None:
         """The call succeeded; ``rowcount`` is the driver's count of affected rows, if known."""
@@ -419,43 +202,86 @@ class Call:
                 self.per_row = counter.keys
                 self.keys = _flatten(counter.keys)
             rows = 0
+            keys = self.keys
             if stmt.is_write:
                 rows = rowcount if rowcount >= 0 else (1 if self.rows is None else self.rows)
-            series = stmt.series_for(self.db, None)
-            if not stmt.is_write:
-                OPERATIONS.record(series, duration, end, 0, (), stmt)
-            elif self.per_row is None:
-                OPERATIONS.record(series, duration, end, rows, self.keys, stmt)
+                if self.per_row is not None:
+                    keys = tuple(k for row_keys in self.per_row for k in row_keys)
             else:
-                flat = tuple(k for keys in self.per_row for k in keys)
-                OPERATIONS.record(series, duration, end, rows, flat, stmt)
+                keys = ()
+            series = stmt.series_for(self.db, None)
+            OPERATIONS.record(series, duration, end, rows, keys, stmt)
             span = self.span
             if span is not None:
                 if counter is not None:
                     late = _span_attributes(stmt, self.db, self.keys, self.rows)
-                    span.set_attributes(
-                        {k: v for k, v in late.items() if k.startswith(("db.operation.b", "book."))}
-                    )
+                    prefix = ("db.operation.batch", STATE.key_attribute)
+                    span.set_attributes({k: v for k, v in late.items() if k.startswith(prefix)})
                 _end_span(span, series, duration)
         except Exception:
-            _warn_once("could not record an operation")
+            warn_once("could not record an operation")
 
     def failed(self, exc: BaseException) -> None:
-        end = _perf_counter()
-        duration = end - self.start
-        try:
-            error_type = error_type_of(exc)
-            series = self.stmt.series_for(self.db, error_type)
-            OPERATIONS.record(series, duration, end, 0, (), self.stmt)
-            span = self.span
-            if span is not None:
-                # The exception message may quote parameter values (PostgreSQL's
-                # "Key (isbn)=(...)"), so only the error type is exported.
-                span.set_attribute("error.type", error_type)
-                span.set_status(Status(StatusCode.ERROR, error_type))
-                _end_span(span, series, duration)
-        except Exception:
-            _warn_once("could not record a failed operation")
+        _record_failure(self.db, self.stmt, self.span, self.start, exc)
+
+
+def _record_failure(
+    db: Database, stmt: Statement, span: Any, start: float, exc: BaseException
+) -> None:
+    end = _perf_counter()
+    duration = end - start
+    try:
+        error_type = error_type_of(exc)
+        series = stmt.series_for(db, error_type)
+        OPERATIONS.record(series, duration, end, 0, (), stmt)
+        if span is not None:
+            # The exception message may quote parameter values, so only the type is exported.
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+            _end_span(span, series, duration)
+    except Exception:
+        warn_once("could not record a failed operation")
+
+
+def _end_span(span: Any, series: Series, duration: float) -> None:
+    context = span.get_span_context()
+    if context.trace_flags.sampled:
+        OPERATIONS.add_exemplar(series, duration, context.trace_id, context.span_id)
+    span.end()
+
+
+def _run(
+    call: Call,
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    rowcount: RowCount | None,
+    rows_from: Any,
+) -> R:
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        call.failed(exc)
+        raise
+    call.done(_count(rowcount, result if rows_from is None else rows_from))
+    return result
+
+
+async def _awaited(
+    call: Call,
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    rowcount: RowCount | None,
+    rows_from: Any,
+) -> R:
+    try:
+        result = await fn(*args, **kwargs)
+    except BaseException as exc:
+        call.failed(exc)
+        raise
+    call.done(_count(rowcount, result if rows_from is None else rows_from))
+    return result
 
 
 def traced_call(
@@ -464,78 +290,60 @@ def traced_call(
     stmt: Statement,
     params: Any,
     fn: Callable[..., R],
-    *args: Any,
-    rowcount: Callable[[Any], int] | None = None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] = _NO_KWARGS,
+    rowcount: RowCount | None = None,
+    rows_from: Any = None,
 ) -> R:
-    """Run ``fn(*args)``, one database operation of ``stmt``, and observe it.
+    """Run ``fn(*args, **kwargs)``, one database operation of ``stmt``, and observe it.
 
     ``params`` are the call's parameters (read for entity keys only). ``rowcount`` reads the
-    number of affected rows from the result; without it a write counts one row.
+    number of affected rows from ``rows_from`` (default: the result); without it a write
+    counts one row.
 
     This is the hot path, written once and measured (benchmarks/overhead.py): with no span it
     is a context read, one key extraction for writes, two clock reads and one locked update.
     """
-    keys: tuple[str, ...] = ()
-    if stmt.is_write:
-        extractor = STATE.extractor
-        if extractor is not None and params:
-            try:
-                keys = extractor.from_params(params)
-            except Exception:
-                keys = _extractor_failed()
-        literal = stmt.literal_keys
-        if literal:
-            keys = _merge(literal, keys)
+    keys = _call_keys(stmt, params) if stmt.is_write else ()
     span = _current_context().get(_SPAN_KEY)
     if LOAD.probability > 0.0 or (span is not None and span.get_span_context().is_valid):
-        return _traced_with_span(switch, db, stmt, params, keys, fn, args, rowcount)
+        call = Call.begin(switch, db, stmt, params, keys if stmt.is_write else None)
+        return _run(call, fn, args, kwargs, rowcount, rows_from)
     start = _perf_counter()
     try:
-        result = fn(*args)
+        result = fn(*args, **kwargs)
     except BaseException as exc:
-        _failed(db, stmt, None, start, exc)
+        _record_failure(db, stmt, None, start, exc)
         raise
     end = _perf_counter()
     try:
         rows = 0
         if stmt.is_write:
-            rows = rowcount(result) if rowcount is not None else 1
+            rows = _count(rowcount, result if rows_from is None else rows_from)
             if rows < 0:
                 rows = 1
         series = stmt.series.get(db) or stmt.series_for(db, None)
         OPERATIONS.record(series, end - start, end, rows, keys, stmt)
     except Exception:
-        _warn_once("could not record an operation")
+        warn_once("could not record an operation")
     return result
 
 
-def _extractor_failed() -> tuple[str, ...]:
-    OPERATIONS.count_dropped("extractor_error")
-    _warn_once("the entity-key extractor raised; its keys are skipped")
-    return ()
-
-
-def _traced_with_span(
+def traced_call_async(
     switch: Switch,
     db: Database,
     stmt: Statement,
     params: Any,
-    keys: tuple[str, ...],
-    fn: Callable[..., R],
+    fn: Callable[..., Awaitable[R]],
     args: tuple[Any, ...],
-    rowcount: Callable[[Any], int] | None,
-) -> R:
-    """The slower half of :func:`traced_call`, when a span would be kept."""
-    call = Call(db, stmt)
-    call.keys = keys  # a write's keys are already read; a read's come from begin()
-    call.begin(switch, None if stmt.is_write else params)
-    try:
-        result = fn(*args)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_count(rowcount, result))
-    return result
+    kwargs: dict[str, Any] = _NO_KWARGS,
+    rowcount: RowCount | None = None,
+    rows_from: Any = None,
+) -> Awaitable[R]:
+    """:func:`traced_call` for a coroutine function (asyncio drivers): returns the awaitable
+    the application awaits."""
+    call = Call.begin(switch, db, stmt, params)
+    return _awaited(call, fn, args, kwargs, rowcount, rows_from)
 
 
 def traced_batch(
@@ -543,43 +351,29 @@ def traced_batch(
     db: Database,
     stmt: Statement,
     rows_params: Any,
-    fn: Callable[..., R],
-    *args: Any,
-    rowcount: Callable[[Any], int] | None = None,
-) -> R:
-    """:func:`traced_call` for ``executemany(sql, rows_params)``: ``fn`` gets the parameter
-    rows (possibly wrapped to be observed lazily) after ``args``."""
-    call = Call(db, stmt)
-    call_params = call.begin_batch(switch, rows_params)
-    try:
-        result = fn(*args, call_params)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_count(rowcount, result))
-    return result
-
-
-def _count(rowcount: Callable[[Any], int] | None, result: Any) -> int:
-    if rowcount is None:
-        return -1
-    try:
-        return int(rowcount(result))
-    except Exception:
-        return -1
-
-
-def _failed(db: Database, stmt: Statement, span: Any, start: float, exc: BaseException) -> None:
-    call = Call(db, stmt)
-    call.start = start
-    call.span = span
-    call.failed(exc)
-
-
-def _flatten(per_row: list[tuple[str, ...]]) -> tuple[str, ...]:
-    if not per_row:
-        return ()
-    return tuple(dict.fromkeys(k for keys in per_row for k in keys))
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] = _NO_KWARGS,
+    *,
+    rows_at: int | str | None = None,
+    rowcount: RowCount | None = None,
+    rows_from: Any = None,
+    size: int | None = None,
+    awaits: bool = False,
+) -> Any:
+    """:func:`traced_call` for a batch (``executemany``, a pipeline): ``rows_params`` are its
+    parameter rows, handed to ``fn`` at position or keyword ``rows_at`` (possibly wrapped to
+    be observed lazily; ``None`` when ``fn`` takes them from elsewhere). ``size`` overrides
+    the batch size on the span; ``awaits``: ``fn`` is a coroutine function and the awaitable
+    is returned."""
+    call, rows = Call.begin_batch(switch, db, stmt, rows_params, size)
+    if isinstance(rows_at, int):
+        args = (*args[:rows_at], rows, *args[rows_at + 1 :])
+    elif isinstance(rows_at, str):
+        kwargs = {**kwargs, rows_at: rows}
+    if awaits:
+        return _awaited(call, fn, args, kwargs, rowcount, rows_from)
+    return _run(call, fn, args, kwargs, rowcount, rows_from)
 
 
 class _RowCounter:
@@ -597,22 +391,6 @@ class _RowCounter:
         stmt = self._stmt
         for row in self._iterable:
             self.rows += 1
-            if stmt is not None and len(self.keys) < 100_000:
-                try:
-                    self.keys.extend(keys_for_rows(stmt, (row,)))
-                except Exception:
-                    pass
+            if stmt is not None and len(self.keys) < MAX_LAZY_ROWS_WITH_KEYS:
+                self.keys.append(_call_keys(stmt, row))
             yield row
-
-
-def _end_span(span: Any, series: Series, duration: float) -> None:
-    context = span.get_span_context()
-    if context.trace_flags.sampled:
-        OPERATIONS.add_exemplar(series, duration, context.trace_id, context.span_id)
-    span.end()
-
-
-def set_extractor(extractor: EntityExtractor | None) -> None:
-    """Choose the entity-key extractor (``None`` turns key extraction off)."""
-    STATE.extractor = extractor
-    clear_statement_cache()

@@ -21,32 +21,28 @@ wait time (timed around ``getconn``).
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import time
-import weakref
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection
 from typing import Any
 
 import wrapt
-from opentelemetry import metrics
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.metrics import CallbackOptions, Observation
 
-from dbpulse.core.pipeline import Call, Database, Switch, database, statement
+from dbpulse.core.pipeline import Call, traced_batch, traced_call, traced_call_async
+from dbpulse.core.state import Switch
+from dbpulse.core.statements import Database, Statement, database, statement
 from dbpulse.instrumentors import _stock
+from dbpulse.instrumentors.psycopg_pool import POOLS, pool_module, pool_patches
 from dbpulse.telemetry.metrics import OPERATIONS
-from dbpulse.version import __version__
 
 __all__ = ["PsycopgInstrumentor"]
 
-_log = logging.getLogger(__name__)
 SWITCH = Switch("postgresql")
+POOL_PATCHES = pool_patches(SWITCH)
 _SYSTEM = "postgresql"
-_POOL_WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]
+Wrapper = Callable[[Any, Any, Any, Any], Any]
 
 
 def _database(conn: Any) -> Database:
@@ -84,287 +80,153 @@ def _query_text(query: Any, cursor: Any) -> str | None:
     return None
 
 
-def _prepare(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
-    query = args[0] if args else kwargs.get("query", kwargs.get("statement"))
-    sql = _query_text(query, instance)
-    if sql is None:
+def _target(cursor: Any, args: Any, kwargs: Any) -> tuple[Database, Statement] | None:
+    """The call's database and statement, or ``None`` when the query can't be read."""
+    try:
+        query = args[0] if args else kwargs.get("query", kwargs.get("statement"))
+        sql = _query_text(query, cursor)
+        if sql is None:
+            return None
+        return _database(cursor.connection), statement(_SYSTEM, sql)
+    except Exception:
         return None
-    return Call(_database(instance.connection), statement(_SYSTEM, sql))
-
-
-def _params(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
-    return args[1] if len(args) > 1 else kwargs.get(name)
 
 
 def _rowcount(cursor: Any) -> int:
+    return int(cursor.rowcount)
+
+
+def _execute_wrapper(awaits: bool) -> Wrapper:
+    observe = traced_call_async if awaits else traced_call
+
+    def execute(wrapped: Any, cursor: Any, args: Any, kwargs: Any) -> Any:
+        found = _target(cursor, args, kwargs) if SWITCH.on else None
+        if found is None:
+            return wrapped(*args, **kwargs)
+        params = args[1] if len(args) > 1 else kwargs.get("params")
+        return observe(
+            SWITCH, *found, params, wrapped, args, kwargs, rowcount=_rowcount, rows_from=cursor
+        )
+
+    return execute
+
+
+def _executemany_wrapper(awaits: bool) -> Wrapper:
+    def executemany(wrapped: Any, cursor: Any, args: Any, kwargs: Any) -> Any:
+        found = _target(cursor, args, kwargs) if SWITCH.on else None
+        if found is None:
+            return wrapped(*args, **kwargs)
+        rows_at: int | str = 1 if len(args) > 1 else "params_seq"
+        rows = args[1] if len(args) > 1 else kwargs.get("params_seq", ())
+        return traced_batch(
+            SWITCH,
+            *found,
+            rows,
+            wrapped,
+            args,
+            kwargs,
+            rows_at=rows_at,
+            rowcount=_rowcount,
+            rows_from=cursor,
+            awaits=awaits,
+        )
+
+    return executemany
+
+
+def _copy_wrapper(awaits: bool) -> Wrapper:
+    def copy(wrapped: Any, cursor: Any, args: Any, kwargs: Any) -> Any:
+        found = _target(cursor, args, kwargs) if SWITCH.on else None
+        if found is None:
+            return wrapped(*args, **kwargs)
+        return _ObservedCopy(*found, cursor, wrapped(*args, **kwargs))
+
+    return copy
+
+
+class _ObservedCopy:
+    """``cursor.copy(...)``'s context manager (sync or async) whose span covers the block."""
+
+    __slots__ = ("_call", "_cursor", "_db", "_manager", "_stmt")
+
+    def __init__(self, db: Database, stmt: Statement, cursor: Any, manager: Any) -> None:
+        self._db = db
+        self._stmt = stmt
+        self._cursor = cursor
+        self._manager = manager
+        self._call: Call | None = None
+
+    def _begin(self) -> Call:
+        self._call = Call.begin(SWITCH, self._db, self._stmt, None)
+        return self._call
+
+    def _end(self, exc: BaseException | None, suppressed: Any) -> Any:
+        if self._call is not None:
+            if exc is not None and not suppressed:
+                self._call.failed(exc)
+            else:
+                self._call.done(_rowcount_or_unknown(self._cursor))
+        return suppressed
+
+    def __enter__(self) -> Any:
+        call = self._begin()
+        try:
+            return self._manager.__enter__()
+        except BaseException as exc:
+            call.failed(exc)
+            self._call = None
+            raise
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            suppressed = self._manager.__exit__(*exc_info)
+        except BaseException as exc:
+            self._end(exc, False)
+            raise
+        return self._end(exc_info[1], suppressed)
+
+    async def __aenter__(self) -> Any:
+        call = self._begin()
+        try:
+            return await self._manager.__aenter__()
+        except BaseException as exc:
+            call.failed(exc)
+            self._call = None
+            raise
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            suppressed = await self._manager.__aexit__(*exc_info)
+        except BaseException as exc:
+            self._end(exc, False)
+            raise
+        return self._end(exc_info[1], suppressed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
+def _rowcount_or_unknown(cursor: Any) -> int:
     try:
-        return int(cursor.rowcount)
+        return _rowcount(cursor)
     except Exception:
         return -1
 
 
-def _execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return wrapped(*args, **kwargs)
-    call = _prepare(instance, args, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    call.begin(SWITCH, _params(args, kwargs, "params"))
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_rowcount(instance))
-    return result
-
-
-async def _execute_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return await wrapped(*args, **kwargs)
-    call = _prepare(instance, args, kwargs)
-    if call is None:
-        return await wrapped(*args, **kwargs)
-    call.begin(SWITCH, _params(args, kwargs, "params"))
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_rowcount(instance))
-    return result
-
-
-def _batch_args(call: Call, args: Any, kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if len(args) > 1:
-        rows = call.begin_batch(SWITCH, args[1])
-        return (args[0], rows, *args[2:]), kwargs
-    rows = call.begin_batch(SWITCH, kwargs.get("params_seq", ()))
-    return args, {**kwargs, "params_seq": rows}
-
-
-def _executemany(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return wrapped(*args, **kwargs)
-    call = _prepare(instance, args, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    args, kwargs = _batch_args(call, args, kwargs)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_rowcount(instance))
-    return result
-
-
-async def _executemany_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return await wrapped(*args, **kwargs)
-    call = _prepare(instance, args, kwargs)
-    if call is None:
-        return await wrapped(*args, **kwargs)
-    args, kwargs = _batch_args(call, args, kwargs)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_rowcount(instance))
-    return result
-
-
-def _copy(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return wrapped(*args, **kwargs)
-    call = _prepare(instance, args, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    return _observed_copy(call, instance, wrapped(*args, **kwargs))
-
-
-@contextlib.contextmanager
-def _observed_copy(call: Call, cursor: Any, manager: Any) -> Iterator[Any]:
-    """The span of a COPY covers the whole ``with cursor.copy(...)`` block."""
-    call.begin(SWITCH, None)
-    try:
-        with manager as copy:
-            yield copy
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_rowcount(cursor))
-
-
-def _copy_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return wrapped(*args, **kwargs)
-    call = _prepare(instance, args, kwargs)
-    if call is None:
-        return wrapped(*args, **kwargs)
-    return _observed_copy_async(call, instance, wrapped(*args, **kwargs))
-
-
-@contextlib.asynccontextmanager
-async def _observed_copy_async(call: Call, cursor: Any, manager: Any) -> AsyncIterator[Any]:
-    call.begin(SWITCH, None)
-    try:
-        async with manager as copy:
-            yield copy
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(_rowcount(cursor))
-
-
-# -- pools ---------------------------------------------------------------------------------
-
-
-class _PoolMetrics:
-    """``db.client.connection.*`` for every pool created while instrumented."""
-
-    def __init__(self) -> None:
-        self.pools: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._registered_for: set[str] = set()
-        self.wait_time: metrics.Histogram | None = None
-        self.timeouts: metrics.Counter | None = None
-
-    def register(self, meter_provider: Any = None) -> None:
-        key = "global" if meter_provider is None else str(id(meter_provider))
-        if key in self._registered_for:
-            return
-        self._registered_for.add(key)
-        provider = meter_provider or metrics.get_meter_provider()
-        meter = provider.get_meter("dbpulse.psycopg_pool", __version__)
-        meter.create_observable_up_down_counter(
-            "db.client.connection.count",
-            callbacks=[self._observe_count],
-            unit="{connection}",
-            description="Connections in the pool, by state (idle/used).",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.max",
-            callbacks=[self._observe_stat("pool_max")],
-            unit="{connection}",
-            description="Largest number of connections the pool may open.",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.pending_requests",
-            callbacks=[self._observe_stat("requests_waiting")],
-            unit="{request}",
-            description="Requests waiting for a connection.",
-        )
-        self.timeouts = meter.create_counter(
-            "db.client.connection.timeouts",
-            unit="{timeout}",
-            description="Connection requests that timed out waiting for the pool.",
-        )
-        self.wait_time = meter.create_histogram(
-            "db.client.connection.wait_time",
-            unit="s",
-            description="Time it took to obtain a connection from the pool.",
-            explicit_bucket_boundaries_advisory=_POOL_WAIT_BUCKETS,
-        )
-
-    def _stats(self) -> Iterable[tuple[str, dict[str, int]]]:
-        for pool in list(self.pools):
-            try:
-                yield pool.name, pool.get_stats()
-            except Exception:
-                continue
-
-    def _observe_count(self, _options: CallbackOptions) -> Iterable[Observation]:
-        for name, stats in self._stats():
-            size = stats.get("pool_size", 0)
-            idle = stats.get("pool_available", 0)
-            yield Observation(
-                idle,
-                {"db.client.connection.pool.name": name, "db.client.connection.state": "idle"},
-            )
-            yield Observation(
-                max(0, size - idle),
-                {"db.client.connection.pool.name": name, "db.client.connection.state": "used"},
-            )
-
-    def _observe_stat(self, key: str) -> Any:
-        def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            for name, stats in self._stats():
-                yield Observation(stats.get(key, 0), {"db.client.connection.pool.name": name})
-
-        return observe
-
-    def waited(self, pool: Any, seconds: float, exc: BaseException | None) -> None:
-        try:
-            attributes = {"db.client.connection.pool.name": pool.name}
-            if exc is not None and type(exc).__name__ == "PoolTimeout" and self.timeouts:
-                self.timeouts.add(1, attributes)
-            if exc is None and self.wait_time is not None:
-                self.wait_time.record(seconds, attributes)
-        except Exception:
-            _log.debug("dbpulse: pool metrics failed", exc_info=True)
-
-
-POOLS = _PoolMetrics()
-
-
-def _pool_init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    result = wrapped(*args, **kwargs)
-    if SWITCH.on:
-        POOLS.pools.add(instance)
-    return result
-
-
-def _getconn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return wrapped(*args, **kwargs)
-    start = time.perf_counter()
-    try:
-        conn = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        POOLS.waited(instance, time.perf_counter() - start, exc)
-        raise
-    POOLS.waited(instance, time.perf_counter() - start, None)
-    return conn
-
-
-async def _getconn_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return await wrapped(*args, **kwargs)
-    start = time.perf_counter()
-    try:
-        conn = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        POOLS.waited(instance, time.perf_counter() - start, exc)
-        raise
-    POOLS.waited(instance, time.perf_counter() - start, None)
-    return conn
-
-
-_CURSOR_PATCHES = (
-    ("Cursor", "execute", _execute),
-    ("Cursor", "executemany", _executemany),
-    ("Cursor", "copy", _copy),
-    ("ServerCursor", "execute", _execute),
-    ("AsyncCursor", "execute", _execute_async),
-    ("AsyncCursor", "executemany", _executemany_async),
-    ("AsyncCursor", "copy", _copy_async),
-    ("AsyncServerCursor", "execute", _execute_async),
+# (class, method, wrapper factory, async): every observed method of psycopg's cursors.
+_CURSOR_METHODS = (
+    ("Cursor", "execute", _execute_wrapper, False),
+    ("Cursor", "executemany", _executemany_wrapper, False),
+    ("Cursor", "copy", _copy_wrapper, False),
+    ("ServerCursor", "execute", _execute_wrapper, False),
+    ("AsyncCursor", "execute", _execute_wrapper, True),
+    ("AsyncCursor", "executemany", _executemany_wrapper, True),
+    ("AsyncCursor", "copy", _copy_wrapper, True),
+    ("AsyncServerCursor", "execute", _execute_wrapper, True),
 )
-_POOL_PATCHES = (
-    ("ConnectionPool", "__init__", _pool_init),
-    ("ConnectionPool", "getconn", _getconn),
-    ("AsyncConnectionPool", "__init__", _pool_init),
-    ("AsyncConnectionPool", "getconn", _getconn_async),
+_CURSOR_PATCHES = tuple(
+    (class_name, method, factory(awaits)) for class_name, method, factory, awaits in _CURSOR_METHODS
 )
-
-
-def _pool_module() -> Any:
-    try:
-        import psycopg_pool
-    except ImportError:
-        return None
-    return psycopg_pool
 
 
 class PsycopgInstrumentor(BaseInstrumentor):
@@ -384,10 +246,10 @@ class PsycopgInstrumentor(BaseInstrumentor):
         OPERATIONS.register_instruments(kwargs.get("meter_provider"))
         for class_name, method, wrapper in _CURSOR_PATCHES:
             wrapt.wrap_function_wrapper(psycopg, f"{class_name}.{method}", wrapper)
-        psycopg_pool = _pool_module()
+        psycopg_pool = pool_module()
         if psycopg_pool is not None:
             POOLS.register(kwargs.get("meter_provider"))
-            for class_name, method, wrapper in _POOL_PATCHES:
+            for class_name, method, wrapper in POOL_PATCHES:
                 wrapt.wrap_function_wrapper(psycopg_pool, f"{class_name}.{method}", wrapper)
         SWITCH.set_instrumented(True, kwargs.get("tracer_provider"))
 
@@ -397,9 +259,9 @@ class PsycopgInstrumentor(BaseInstrumentor):
         SWITCH.set_instrumented(False)
         for class_name, method, _ in _CURSOR_PATCHES:
             unwrap(getattr(psycopg, class_name), method)
-        psycopg_pool = _pool_module()
+        psycopg_pool = pool_module()
         if psycopg_pool is not None:
-            for class_name, method, _ in _POOL_PATCHES:
+            for class_name, method, _ in POOL_PATCHES:
                 unwrap(getattr(psycopg_pool, class_name), method)
         _stock.release(type(self)._stock)
         type(self)._stock = None

@@ -3,7 +3,7 @@
 Usage::
 
     import redis
-    from dbpulse.instrumentors.redis import RedisInstrumentor
+    from dbpulse import RedisInstrumentor
 
     RedisInstrumentor().instrument()
     r = redis.Redis()
@@ -23,7 +23,7 @@ GET-family commands also count cache hits and misses: ``dbpulse.cache.requests``
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 import wrapt
@@ -34,7 +34,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from dbpulse.core.pipeline import Call, Database, Statement, Switch, database
+from dbpulse.core.pipeline import traced_batch, traced_call, traced_call_async
+from dbpulse.core.state import Switch, warn_once
+from dbpulse.core.statements import Database, Statement, database
 from dbpulse.instrumentors import _stock
 from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.version import __version__
@@ -42,6 +44,7 @@ from dbpulse.version import __version__
 __all__ = ["RedisInstrumentor"]
 
 SWITCH = Switch("redis")
+Wrapper = Callable[[Any, Any, Any, Any], Any]
 _SYSTEM = "redis"
 
 _WRITES = frozenset(
@@ -143,9 +146,10 @@ def _database(client: Any) -> Database:
     return db
 
 
-def _count_cache(stmt: Statement, args: tuple[Any, ...], result: Any) -> None:
+def _count_cache(stmt: Statement, result: Any) -> None:
+    """Count a GET-family command's hits and misses from its reply."""
     command = stmt.operation
-    if command not in _GETS:
+    if command not in _GETS or isinstance(result, BaseException):
         return
     if command in _MULTI_KEY_GETS and isinstance(result, list | tuple):
         hits = sum(1 for value in result if value is not None)
@@ -156,97 +160,94 @@ def _count_cache(stmt: Statement, args: tuple[Any, ...], result: Any) -> None:
         CACHE.add(command, 1 if result is not None else 0, 1 if result is None else 0)
 
 
-def _execute_command(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on or not args:
-        return wrapped(*args, **kwargs)
-    stmt = _command_statement(args[0], len(args) - 1)
-    call = Call(_database(instance), stmt)
-    call.begin(SWITCH, args[1:])
+def _count_replies(statements: list[Statement], replies: Any) -> None:
+    """Cache hits and misses of the GETs inside a pipeline, from its list of replies."""
     try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(-1)
-    _count_cache(stmt, args, result)
-    return result
+        if isinstance(replies, list) and len(replies) == len(statements):
+            for stmt, reply in zip(statements, replies, strict=True):
+                _count_cache(stmt, reply)
+    except Exception:
+        warn_once("could not count a pipeline's cache lookups")
 
 
-async def _execute_command_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on or not args:
-        return await wrapped(*args, **kwargs)
-    stmt = _command_statement(args[0], len(args) - 1)
-    call = Call(_database(instance), stmt)
-    call.begin(SWITCH, args[1:])
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(-1)
-    _count_cache(stmt, args, result)
-    return result
+async def _counted(statements: list[Statement], awaitable: Awaitable[Any], one: bool) -> Any:
+    reply = await awaitable
+    _count_replies(statements, [reply] if one else reply)
+    return reply
 
 
-def _pipeline_call(instance: Any) -> tuple[Call, int] | None:
-    stack = getattr(instance, "command_stack", None)
-    if not stack:
-        return None
-    names = []
-    params = []
-    for item in stack:
-        command_args = item[0] if isinstance(item, tuple) else getattr(item, "args", ())
-        if command_args:
-            names.append(command_args[0])
-            params.append(command_args[1:])
-    statements = [_command_statement(n, 0) for n in names]
-    operations = {s.operation for s in statements}
-    operation = f"BATCH {next(iter(operations))}" if len(operations) == 1 else "BATCH"
-    is_write = any(s.is_write for s in statements)
-    text = "; ".join(s.text for s in statements[:50])
-    stmt = Statement.of(operation, text[:2048], is_write=is_write)
-    call = Call(_database(instance), stmt)
-    call.begin_batch(SWITCH, params)
-    return call, len(params)
+def _command_wrapper(awaits: bool) -> Wrapper:
+    observe = traced_call_async if awaits else traced_call
+
+    def execute_command(wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
+        if not SWITCH.on or not args:
+            return wrapped(*args, **kwargs)
+        stmt = _command_statement(args[0], len(args) - 1)
+        reply = observe(SWITCH, _database(client), stmt, args[1:], wrapped, args, kwargs)
+        if stmt.operation not in _GETS:
+            return reply
+        if awaits:
+            return _counted([stmt], reply, one=True)
+        _count_replies([stmt], [reply])
+        return reply
+
+    return execute_command
 
 
-def _pipeline_execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return wrapped(*args, **kwargs)
-    prepared = _pipeline_call(instance)
-    if prepared is None:
-        return wrapped(*args, **kwargs)
-    call, _ = prepared
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(-1)
-    return result
+_PIPELINES: dict[tuple[Any, ...], tuple[Statement, list[Statement]]] = {}
 
 
-async def _pipeline_execute_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if not SWITCH.on:
-        return await wrapped(*args, **kwargs)
-    prepared = _pipeline_call(instance)
-    if prepared is None:
-        return await wrapped(*args, **kwargs)
-    call, _ = prepared
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        call.failed(exc)
-        raise
-    call.done(-1)
-    return result
+def _pipeline_statement(names: tuple[Any, ...]) -> tuple[Statement, list[Statement]]:
+    """The ``BATCH`` statement of a pipeline of these commands, and each command's own."""
+    found = _PIPELINES.get(names)
+    if found is None:
+        statements = [_command_statement(n, 0) for n in names]
+        operations = {s.operation for s in statements}
+        operation = f"BATCH {next(iter(operations))}" if len(operations) == 1 else "BATCH"
+        text = "; ".join(s.text for s in statements[:50])[:2048]
+        is_write = any(s.is_write for s in statements)
+        found = (Statement.of(operation, text, is_write=is_write), statements)
+        if len(_PIPELINES) < 4096:
+            _PIPELINES[names] = found
+    return found
+
+
+def _pipeline_wrapper(awaits: bool) -> Wrapper:
+    def execute(wrapped: Any, pipe: Any, args: Any, kwargs: Any) -> Any:
+        stack = getattr(pipe, "command_stack", None) if SWITCH.on else None
+        if not stack:
+            return wrapped(*args, **kwargs)
+        commands: list[tuple[Any, ...]] = [
+            item[0] if isinstance(item, tuple) else getattr(item, "args", ()) for item in stack
+        ]
+        commands = [c for c in commands if c]
+        stmt, statements = _pipeline_statement(tuple(c[0] for c in commands))
+        # Rows written: one per write command; reads in the same pipeline are not writes.
+        writes = [c[1:] for c, s in zip(commands, statements, strict=True) if s.is_write]
+        replies = traced_batch(
+            SWITCH,
+            _database(pipe),
+            stmt,
+            writes,
+            wrapped,
+            args,
+            kwargs,
+            size=len(commands),
+            awaits=awaits,
+        )
+        if awaits:
+            return _counted(statements, replies, one=False)
+        _count_replies(statements, replies)
+        return replies
+
+    return execute
 
 
 _PATCHES = (
-    ("redis.client", "Redis.execute_command", _execute_command),
-    ("redis.client", "Pipeline.execute", _pipeline_execute),
-    ("redis.asyncio.client", "Redis.execute_command", _execute_command_async),
-    ("redis.asyncio.client", "Pipeline.execute", _pipeline_execute_async),
+    ("redis.client", "Redis.execute_command", _command_wrapper(False)),
+    ("redis.client", "Pipeline.execute", _pipeline_wrapper(False)),
+    ("redis.asyncio.client", "Redis.execute_command", _command_wrapper(True)),
+    ("redis.asyncio.client", "Pipeline.execute", _pipeline_wrapper(True)),
 )
 
 

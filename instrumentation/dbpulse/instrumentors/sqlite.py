@@ -31,15 +31,9 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from dbpulse.core.pipeline import (
-    Database,
-    Switch,
-    database,
-    statement,
-    statement_cache,
-    traced_batch,
-    traced_call,
-)
+from dbpulse.core.pipeline import traced_batch, traced_call
+from dbpulse.core.state import Switch
+from dbpulse.core.statements import Database, database, statement, statement_cache
 from dbpulse.instrumentors import _stock
 from dbpulse.telemetry.metrics import OPERATIONS
 
@@ -99,9 +93,7 @@ class _Observed:
             _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             parameters,
             self._dbp_execute,
-            self,
-            sql,
-            parameters,
+            (self, sql, parameters),
             rowcount=_rowcount,
         )
 
@@ -114,8 +106,8 @@ class _Observed:
             _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
             seq_of_parameters,
             self._dbp_executemany,
-            self,
-            sql,
+            (self, sql, seq_of_parameters),
+            rows_at=2,
             rowcount=_rowcount,
         )
 
@@ -128,8 +120,7 @@ class _Observed:
             _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
             None,
             self._dbp_executescript,
-            self,
-            sql_script,
+            (self, sql_script),
         )
 
 
@@ -178,9 +169,6 @@ def _instrumented_connection_class(factory: type) -> type:
         )
         _connection_classes[factory] = found
     return found
-
-
-InstrumentedConnection = _instrumented_connection_class(sqlite3.Connection)
 
 
 def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:

@@ -108,8 +108,10 @@ def mode_name(probability: float) -> str:
 class LoadMonitor:
     """Counts operations per second and derives the keep-probability from the bands.
 
-    ``tick`` runs on every database operation, under the caller's lock (the metrics aggregator
-    holds one anyway), so it is a few attribute reads and one comparison in the common case.
+    It owns its counters and its lock. :meth:`tick` runs on every database operation (the
+    metrics aggregate calls it), so its common case takes no lock: one increment and two
+    comparisons under the GIL. A lost increment in a thread race only blurs a rate estimate;
+    rolling the window and escalating, which change the probability, happen under the lock.
     """
 
     __slots__ = (
@@ -149,15 +151,19 @@ class LoadMonitor:
         return probability
 
     def tick(self, now: float) -> None:
-        """Count one operation finished at ``now`` (``perf_counter()``); caller holds the lock."""
+        """Count one operation finished at ``now`` (``perf_counter()``)."""
         if now - self.window_start >= 1.0:
-            self._roll(now)
+            with self._lock:
+                if now - self.window_start >= 1.0:
+                    self._roll(now)
         self.count += 1
         if self.count >= self.next_threshold:
-            self.escalate()
+            with self._lock:
+                if self.count >= self.next_threshold:
+                    self.escalate()
 
     def escalate(self) -> None:
-        """The running count crossed a band: a burst must not wait a whole window."""
+        """The running count crossed a band: a burst must not wait a whole window (lock held)."""
         self.probability = min(self.probability, self._probability_at(self.count))
         self.next_threshold = self._next_stricter()
 
@@ -181,10 +187,6 @@ class LoadMonitor:
     @property
     def mode(self) -> str:
         return mode_name(self.probability)
-
-    @property
-    def lock(self) -> threading.Lock:
-        return self._lock
 
 
 def _bands_from_env() -> tuple[tuple[float, float], ...]:

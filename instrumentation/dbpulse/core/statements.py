@@ -1,0 +1,184 @@
+"""What one call runs against and what it runs: :class:`Database` and :class:`Statement`.
+
+Both are computed once and cached: a :class:`Database` per distinct set of coordinates
+(interned, so caches stay bounded by databases, not connections), a :class:`Statement` per
+distinct statement text (parsed and sanitized once; its span attributes and metric series
+cached per database).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbpulse.core.isbn import EntityExtractor
+from dbpulse.core.sql import parse_sql
+from dbpulse.core.state import STATE, guarded_keys
+from dbpulse.telemetry.metrics import OPERATIONS, Series
+
+__all__ = [
+    "Database",
+    "Statement",
+    "clear_statement_cache",
+    "database",
+    "set_extractor",
+    "statement",
+    "statement_cache",
+]
+
+STATEMENT_CACHE_SIZE = 4096
+
+
+class Database:
+    """What a span and a metric need to know about one connection; computed once per database."""
+
+    __slots__ = ("address", "attributes", "namespace", "port", "system")
+
+    def __init__(
+        self,
+        system: str,
+        namespace: str | None,
+        address: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.system = system
+        self.namespace = namespace
+        self.address = address
+        self.port = port
+        attributes: dict[str, Any] = {"db.system.name": system}
+        if namespace:
+            attributes["db.namespace"] = namespace
+        if address:
+            attributes["server.address"] = address
+        if port:
+            attributes["server.port"] = port
+        self.attributes = attributes
+
+
+class Statement:
+    """The parse of one distinct statement text, shared by every call that runs it."""
+
+    __slots__ = (
+        "collection",
+        "is_write",
+        "literal_keys",
+        "operation",
+        "series",
+        "span_attributes",
+        "span_name",
+        "summary",
+        "text",
+    )
+
+    def __init__(self, sql: str, extractor: EntityExtractor | None) -> None:
+        info = parse_sql(sql)
+        self.operation = info.operation or "UNKNOWN"
+        self.collection = info.collection
+        self.summary = info.summary or self.operation
+        self.text = info.sanitized
+        self.is_write = info.is_write
+        self.span_name = (
+            f"{self.operation} {self.collection}" if self.collection else self.operation
+        )
+        self.literal_keys: tuple[str, ...] = ()
+        if extractor is not None:
+            self.literal_keys = guarded_keys(extractor.from_sql, sql)
+        # Per-database caches: the success series and the span's start attributes.
+        self.series: dict[Database, Series] = {}
+        self.span_attributes: dict[Database, dict[str, Any]] = {}
+
+    @classmethod
+    def of(
+        cls,
+        operation: str,
+        text: str,
+        *,
+        is_write: bool,
+        collection: str | None = None,
+    ) -> Statement:
+        """A statement of a non-SQL system (a Redis command), described directly."""
+        stmt = cls.__new__(cls)
+        stmt.operation = operation
+        stmt.collection = collection
+        stmt.summary = f"{operation} {collection}" if collection else operation
+        stmt.text = text
+        stmt.is_write = is_write
+        stmt.span_name = stmt.summary
+        stmt.literal_keys = ()
+        stmt.series = {}
+        stmt.span_attributes = {}
+        return stmt
+
+    def attributes_for(self, db: Database) -> dict[str, Any]:
+        found = self.span_attributes.get(db)
+        if found is None:
+            found = dict(db.attributes)
+            found["db.operation.name"] = self.operation
+            if self.collection:
+                found["db.collection.name"] = self.collection
+            found["db.query.summary"] = self.summary
+            found["db.query.text"] = self.text
+            self.span_attributes[db] = found
+        return found
+
+    def series_for(self, db: Database, error_type: str | None) -> Series:
+        if error_type is None:
+            found = self.series.get(db)
+            if found is None:
+                found = OPERATIONS.series(
+                    db.system, db.namespace, self.operation, self.collection, None
+                )
+                self.series[db] = found
+            return found
+        return OPERATIONS.series(
+            db.system, db.namespace, self.operation, self.collection, error_type
+        )
+
+
+_DATABASES: dict[tuple[str, str | None, str | None, int | None], Database] = {}
+
+
+def database(
+    system: str, namespace: str | None, address: str | None = None, port: int | None = None
+) -> Database:
+    """The interned :class:`Database` for these coordinates."""
+    key = (system, namespace, address, port)
+    found = _DATABASES.get(key)
+    if found is None:
+        found = _DATABASES.setdefault(key, Database(system, namespace, address, port))
+    return found
+
+
+_STATEMENTS: dict[str, dict[str, Statement]] = {}
+
+
+def statement_cache(system: str) -> dict[str, Statement]:
+    """The statement cache of one system; instrumentors read it directly on the hot path
+    (``cache.get(sql) or statement(system, sql)``)."""
+    return _STATEMENTS.setdefault(system, {})
+
+
+def statement(system: str, sql: str) -> Statement:
+    """The cached :class:`Statement` for ``sql`` (bounded cache, cleared when full)."""
+    cache = statement_cache(system)
+    found = cache.get(sql)
+    if found is None:
+        if len(cache) >= STATEMENT_CACHE_SIZE:
+            cache.clear()
+        found = Statement(sql, STATE.extractor)
+        cache[sql] = found
+    return found
+
+
+def clear_statement_cache() -> None:
+    for cache in _STATEMENTS.values():
+        cache.clear()
+
+
+def set_extractor(extractor: EntityExtractor | None) -> None:
+    """Choose the entity-key extractor (``None`` turns key extraction off).
+
+    Its ``span_attribute`` names the keys on spans and labels ``dbpulse.db.isbn.writes``.
+    """
+    STATE.extractor = extractor
+    OPERATIONS.key_attribute = STATE.key_attribute
+    clear_statement_cache()

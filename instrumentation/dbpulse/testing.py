@@ -1,0 +1,32 @@
+"""Helpers for test suites that instrument once per process and want a clean slate per test.
+
+Usage (pytest)::
+
+    import dbpulse.testing
+
+    @pytest.fixture(autouse=True)
+    def clean_dbpulse():
+        dbpulse.testing.reset()
+
+OpenTelemetry's global providers can be set once per process, so a suite configures dbpulse
+once and calls :func:`reset` between tests.
+"""
+
+from __future__ import annotations
+
+from dbpulse.core.isbn import IsbnExtractor
+from dbpulse.core.state import STATE
+from dbpulse.core.statements import set_extractor
+from dbpulse.telemetry.metrics import OPERATIONS
+from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
+
+__all__ = ["reset"]
+
+
+def reset() -> None:
+    """Forget every count, re-enable observation, restore the ISBN extractor, clear the
+    statement cache and put the adaptive sampler back to its default bands (detailed mode)."""
+    OPERATIONS.reset()
+    LOAD.configure(DEFAULT_BANDS)
+    set_extractor(IsbnExtractor())
+    STATE.set_enabled(True)
