@@ -21,7 +21,8 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
 * ``dbpulse.testing.reset()`` for test suites that share one process-wide pipeline
 """
 
-from dbpulse.core.isbn import EntityExtractor, IsbnExtractor, normalize_isbn
+from dbpulse.core.entities import EntityExtractor, IsbnExtractor
+from dbpulse.core.isbn import normalize_isbn
 from dbpulse.instrumentors.sqlite import SQLite3Instrumentor
 from dbpulse.setup import (
     ConfigurationError,

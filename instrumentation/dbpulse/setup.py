@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler
 
-from dbpulse.core.isbn import EntityExtractor, IsbnExtractor
+from dbpulse.core.entities import EntityExtractor, IsbnExtractor
 from dbpulse.core.state import STATE
 from dbpulse.core.statements import set_extractor
 from dbpulse.telemetry.export import AggregatingMetricExporter

@@ -14,7 +14,7 @@ once and calls :func:`reset` between tests.
 
 from __future__ import annotations
 
-from dbpulse.core.isbn import IsbnExtractor
+from dbpulse.core.entities import IsbnExtractor
 from dbpulse.core.state import STATE
 from dbpulse.core.statements import set_extractor
 from dbpulse.telemetry.metrics import OPERATIONS

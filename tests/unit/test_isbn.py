@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbpulse.core.isbn import MAX_KEYS, MAX_TEXT, IsbnExtractor, normalize_isbn
+from dbpulse.core.entities import MAX_KEYS, MAX_TEXT, IsbnExtractor
+from dbpulse.core.isbn import normalize_isbn
 from tests.unit.isbn_corpus import PARAM_CASES, SQL_CASES, A, B, C
 
 EXTRACTOR = IsbnExtractor()

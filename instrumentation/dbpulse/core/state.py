@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from dbpulse.core.isbn import EntityExtractor, IsbnExtractor
+from dbpulse.core.entities import EntityExtractor, IsbnExtractor
 from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.telemetry.spans import DirectSpans, TracerSpans, span_recorder
 from dbpulse.version import __version__

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbpulse.core.isbn import EntityExtractor
+from dbpulse.core.entities import EntityExtractor
 from dbpulse.core.sql import parse_sql
 from dbpulse.core.state import STATE, guarded_keys
 from dbpulse.telemetry.metrics import OPERATIONS, Series

@@ -25,6 +25,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
+from dbpulse.core.isbn import complete_isbn13
 from dbpulse.viz.feed import VizFeedProcessor
 from dbpulse.viz.server import VizConfig, VizServer
 
@@ -33,9 +34,7 @@ __all__ = ["DemoWorkload", "isbn13", "run_demo"]
 
 def isbn13(n: int) -> str:
     """A valid ISBN-13 (978 prefix) derived from ``n``."""
-    core = f"978{n % 10**9:09d}"
-    total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(core))
-    return core + str((10 - total % 10) % 10)
+    return complete_isbn13(f"978{n % 10**9:09d}")
 
 
 @dataclass

@@ -1,0 +1,273 @@
+"""The SQL tokenizer and sanitizer behind :func:`dbpulse.core.sql.parse_sql`.
+
+Tokens are ``(kind, text, upper-cased text for words else text, whitespace before)``; the
+sanitizer replaces every literal token with ``?`` and collapses ``IN`` lists and repeated
+``VALUES`` rows (see :mod:`dbpulse.core.sql` for the rules).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "KIND_OP",
+    "KIND_QUOTED",
+    "KIND_WORD",
+    "PLAIN_NAME",
+    "Token",
+    "sanitize",
+    "split_statements",
+    "tokenize",
+    "words",
+]
+
+KIND_WORD, KIND_QUOTED, _LITERAL, _PARAM, KIND_OP = range(5)
+
+# One token with the whitespace before it; the most frequent alternatives first, since the
+# regex tries them in order (this order halved the tokenizer's time).
+_TOKEN = re.compile(
+    r"""
+    \s*+
+    (?:
+     (?P<word>[^\W\d][\w$]*)
+    |(?P<op>[(),;=*<>+|])
+    |(?P<dollar>\$(?P<tag>(?:[^\W\d]\w*)?)\$.*?(?:\$(?P=tag)\$|\Z))
+    |(?P<param>\?\d*|[:@$][^\W\d][\w$]*|\$\d+|%\([^)]*\)s|%s)
+    |(?P<str>'[^']*(?:''[^']*)*'?)
+    |(?P<num>0[xX][0-9A-Fa-f_]*|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+    |(?P<line_comment>--[^\n]*)
+    |(?P<block_comment>/\*)
+    |(?P<cast>::)
+    |(?P<dquote>"[^"]*(?:""[^"]*)*"?)
+    |(?P<btick>`[^`]*(?:``[^`]*)*`?)
+    |(?P<other>\S)
+    )
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# E'...' (backslash escapes), X'...' (blob), B'...' (bits), N'...' (national): one literal.
+_ESCAPE_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'?", re.DOTALL)
+_PREFIXED = frozenset("eExXbBnN")
+_STRING = re.compile(r"'[^']*(?:''[^']*)*'?")
+_BRACKET_IDENT = re.compile(r"\[[^\]\['\n]*\]")
+_LITERAL_LIKE = re.compile(r"['@\n]")
+_COMMENT_MARK = re.compile(r"/\*|\*/")
+PLAIN_NAME = re.compile(r"[^\W\d][\w$]*")
+
+_KIND = {
+    "str": _LITERAL,
+    "dollar": _LITERAL,
+    "num": _LITERAL,
+    "dquote": KIND_QUOTED,
+    "btick": KIND_QUOTED,
+    "param": _PARAM,
+    "word": KIND_WORD,
+    "cast": KIND_OP,
+    "op": KIND_OP,
+    "other": KIND_OP,
+}
+
+# A token: (kind, text, upper-cased text for words else text, whitespace before it).
+Token = tuple[int, str, str, bool]
+
+
+def words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words after which "[" opens a SQLite bracket-quoted name rather than a PostgreSQL subscript.
+_BRACKET_AFTER = words(
+    "SELECT FROM JOIN INTO UPDATE TABLE ON WHERE AND OR NOT BY SET AS INDEX VIEW TRIGGER "
+    "EXISTS DISTINCT ALL USING VALUES RETURNING HAVING WHEN THEN ELSE"
+)
+
+
+def _skip_block_comment(text: str, pos: int) -> int:
+    """End of a ``/* ... */`` comment opened before ``pos``; nested as PostgreSQL does."""
+    depth = 1
+    for mark in _COMMENT_MARK.finditer(text, pos):
+        depth += 1 if mark.group() == "/*" else -1
+        if depth == 0:
+            return mark.end()
+    return len(text)
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    append = tokens.append
+    match = _TOKEN.match
+    pos, end, space = 0, len(text), False
+    while pos < end:
+        m = match(text, pos)
+        if m is None:  # only whitespace left
+            break
+        group = m.lastgroup or "other"
+        start = m.start(group)
+        space = space or start > pos
+        pos = m.end()
+        if group == "line_comment":
+            space = True
+            continue
+        if group == "block_comment":
+            pos, space = _skip_block_comment(text, pos), True
+            continue
+        raw = m.group(group)
+        if raw == "[" and _opens_bracket_name(tokens):
+            bracket = _BRACKET_IDENT.match(text, start)
+            if bracket is not None:
+                raw = bracket.group()
+                pos = bracket.end()
+                append((KIND_QUOTED, raw, raw, space))
+                space = False
+                continue
+        kind = _KIND[group]
+        if kind == KIND_QUOTED and (not _is_terminated(raw) or _LITERAL_LIKE.search(raw)):
+            # Unterminated: hide what it swallowed. With "'" or "@": more likely one of SQLite's
+            # legacy double-quoted strings ("bob@example.com") than a name.
+            kind = _LITERAL
+        if kind == KIND_WORD:
+            if pos < end and text[pos] == "'" and len(raw) == 1 and raw in _PREFIXED:
+                literal = (_ESCAPE_STRING if raw in "eE" else _STRING).match(text, pos)
+                if literal is not None:
+                    pos = literal.end()
+                    append((_LITERAL, raw + literal.group(), "?", space))
+                    space = False
+                    continue
+            upper = raw.upper()
+            if upper == "TRUE" or upper == "FALSE":
+                kind = _LITERAL
+            append((kind, raw, upper, space))
+        else:
+            append((kind, raw, raw, space))
+        space = False
+    return tokens
+
+
+def _is_terminated(quoted: str) -> bool:
+    quote = quoted[0]
+    body = quoted[1:]
+    return (len(body) - len(body.rstrip(quote))) % 2 == 1
+
+
+def _opens_bracket_name(tokens: list[Token]) -> bool:
+    if not tokens:
+        return True
+    kind, _, upper, _ = tokens[-1]
+    if kind == KIND_WORD:
+        return upper in _BRACKET_AFTER
+    return kind == KIND_OP and upper not in (")", "]")
+
+
+def split_statements(tokens: list[Token]) -> list[list[Token]]:
+    """Split at ``;``, except inside the ``BEGIN ... END`` body of a ``CREATE TRIGGER``."""
+    statements: list[list[Token]] = []
+    current: list[Token] = []
+    block = 0
+    for token in tokens:
+        kind, _, upper, _ = token
+        if kind == KIND_OP and upper == ";" and block == 0:
+            if current:
+                statements.append(current)
+            current = []
+            continue
+        if kind == KIND_WORD and current and current[0][2] == "CREATE":
+            if upper == "BEGIN" or (upper == "CASE" and block):
+                block += 1
+            elif upper == "END" and block:
+                block -= 1
+        current.append(token)
+    if current:
+        statements.append(current)
+    return statements
+
+
+# --- sanitized text --------------------------------------------------------------------------
+
+
+def _is_single_value(token: Token) -> bool:
+    return token[0] == _LITERAL or (token[0] == _PARAM and token[1] == "?")
+
+
+def _collapsible_in_list(tokens: list[Token], i: int) -> int:
+    """Index after ``(?, ?, ...)`` starting at ``i`` (two or more bare values), else 0."""
+    n = len(tokens)
+    if i >= n or tokens[i][2] != "(":
+        return 0
+    j, values = i + 1, 0
+    while j < n and _is_single_value(tokens[j]):
+        values += 1
+        j += 1
+        if j < n and tokens[j][2] == ",":
+            j += 1
+        elif j < n and tokens[j][2] == ")":
+            return j + 1 if values > 1 else 0
+        else:
+            return 0
+    return 0
+
+
+def _group_end(tokens: list[Token], i: int) -> int:
+    """Index after the parenthesized group opened at ``i``."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        text = tokens[j][2]
+        if tokens[j][0] == KIND_OP:
+            if text == "(":
+                depth += 1
+            elif text == ")":
+                depth -= 1
+                if depth == 0:
+                    return j + 1
+    return len(tokens)
+
+
+def sanitize(tokens: list[Token], limit: int) -> str:
+    parts: list[str] = []
+    length = 0
+    i, n = 0, len(tokens)
+    while i < n and length <= limit:
+        kind, raw, upper, space = tokens[i]
+        piece = "?" if kind == _LITERAL else raw
+        if parts and space:
+            parts.append(" ")
+            length += 1
+        if kind == KIND_WORD and upper == "IN":
+            after = _collapsible_in_list(tokens, i + 1)
+            if after:
+                piece = raw + (" (?)" if tokens[i + 1][3] else "(?)")
+                i = after - 1
+        elif kind == KIND_WORD and upper == "VALUES" and i + 1 < n and tokens[i + 1][2] == "(":
+            piece, i = _sanitize_values(tokens, i, limit)
+            i -= 1
+        parts.append(piece)
+        length += len(piece)
+        i += 1
+    return "".join(parts)
+
+
+def _sanitize_values(tokens: list[Token], i: int, limit: int) -> tuple[str, int]:
+    """``VALUES (row), (row), ...`` with runs of identical rows shown once, then ``, ...``."""
+    out = [tokens[i][1], " "]
+    previous, repeated, first = None, False, True
+    j, n = i + 1, len(tokens)
+    while j < n and tokens[j][2] == "(":
+        end = _group_end(tokens, j)
+        row = "(" + sanitize(tokens[j + 1 : end - 1], limit) + ")"
+        if row == previous:
+            repeated = True
+        else:
+            if repeated:
+                out.append(", ...")
+                repeated = False
+            if not first:
+                out.append(", ")
+            out.append(row)
+            previous, first = row, False
+        j = end
+        if j + 1 < n and tokens[j][2] == "," and tokens[j + 1][2] == "(":
+            j += 1
+        else:
+            break
+    if repeated:
+        out.append(", ...")
+    return "".join(out), j
