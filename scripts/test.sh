@@ -18,10 +18,12 @@ scripts/services.sh all
 echo "[test] installing dbpulse[test]" >&2
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 
-echo "[test] ruff and mypy" >&2
+echo "[test] ruff, mypy and the import layers" >&2
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
 "$PYTHON" -m mypy
+# import-linter has no "python -m" entry; its console script sits next to this interpreter.
+"$("$PYTHON" -c "import sys, os; print(os.path.join(os.path.dirname(sys.executable), 'lint-imports'))")"
 
 echo "[test] pytest $*" >&2
 set +e
