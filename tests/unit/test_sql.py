@@ -15,6 +15,7 @@ from dbpulse.core.sql import (
     SqlInfo,
     parse_sql,
 )
+from dbpulse.core.sql import _parse as parse_without_safety_net
 
 # (sql, operation, collection, summary, is_write)
 CORPUS: list[tuple[str, str, str | None, str, bool]] = [
@@ -521,8 +522,9 @@ def test_huge_statement_is_bounded() -> None:
         "🦆 SELECT 🦆 FROM 🦆",
     ],
 )
-def test_garbage_never_raises(sql: str) -> None:
-    info = parse_sql(sql)
+def test_garbage_is_parsed_without_the_safety_net(sql: str) -> None:
+    # parse_sql turns any exception into EMPTY; the parser behind it must not need that.
+    info = parse_without_safety_net(sql)
     assert isinstance(info, SqlInfo)
     for text in (info.operation, info.summary, info.sanitized, info.collection or ""):
         text.encode("utf-8")  # exportable: no lone surrogates
@@ -534,7 +536,6 @@ def _bounded(info: SqlInfo) -> None:
     assert len(info.sanitized) <= MAX_TEXT_CHARS
     assert info.collection is None or 0 < len(info.collection) <= MAX_NAME_CHARS
     assert len(info.operation) <= 32
-    assert info.statements >= 0
     info.sanitized.encode("utf-8")
     info.summary.encode("utf-8")
 
@@ -595,7 +596,7 @@ SQL_PIECES = st.sampled_from(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=2000), st.lists(SQL_PIECES, max_size=200).map(" ".join)))
 def test_any_text_gives_bounded_output(sql: str) -> None:
-    _bounded(parse_sql(sql))
+    _bounded(parse_without_safety_net(sql))
 
 
 @settings(max_examples=200, deadline=None)
