@@ -17,7 +17,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from dbpulse.core.state import Switch
-from dbpulse.version import __version__
+from dbpulse.telemetry.instruments import Instruments
 
 __all__ = ["POOLS", "pool_module", "pool_patches"]
 
@@ -30,35 +30,39 @@ class _PoolMetrics:
 
     def __init__(self) -> None:
         self.pools: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._registered_for: set[str] = set()
+        self._instruments = Instruments("dbpulse.psycopg_pool")
         self.wait_time: metrics.Histogram | None = None
         self.timeouts: metrics.Counter | None = None
 
     def register(self, meter_provider: Any = None) -> None:
-        key = "global" if meter_provider is None else str(id(meter_provider))
-        if key in self._registered_for:
+        meter = self._instruments.observe(
+            meter_provider,
+            (
+                (
+                    "up_down_counter",
+                    "db.client.connection.count",
+                    self._observe_count,
+                    "{connection}",
+                    "Connections in the pool, by state (idle/used).",
+                ),
+                (
+                    "up_down_counter",
+                    "db.client.connection.max",
+                    self._observe_stat("pool_max"),
+                    "{connection}",
+                    "Largest number of connections the pool may open.",
+                ),
+                (
+                    "up_down_counter",
+                    "db.client.connection.pending_requests",
+                    self._observe_stat("requests_waiting"),
+                    "{request}",
+                    "Requests waiting for a connection.",
+                ),
+            ),
+        )
+        if meter is None:
             return
-        self._registered_for.add(key)
-        provider = meter_provider or metrics.get_meter_provider()
-        meter = provider.get_meter("dbpulse.psycopg_pool", __version__)
-        meter.create_observable_up_down_counter(
-            "db.client.connection.count",
-            callbacks=[self._observe_count],
-            unit="{connection}",
-            description="Connections in the pool, by state (idle/used).",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.max",
-            callbacks=[self._observe_stat("pool_max")],
-            unit="{connection}",
-            description="Largest number of connections the pool may open.",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.pending_requests",
-            callbacks=[self._observe_stat("requests_waiting")],
-            unit="{request}",
-            description="Requests waiting for a connection.",
-        )
         self.timeouts = meter.create_counter(
             "db.client.connection.timeouts",
             unit="{timeout}",

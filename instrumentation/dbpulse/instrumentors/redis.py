@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 import wrapt
-from opentelemetry import metrics
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -38,8 +37,8 @@ from dbpulse.core.pipeline import traced_batch, traced_call, traced_call_async
 from dbpulse.core.state import Switch, warn_once
 from dbpulse.core.statements import Database, Statement, database
 from dbpulse.instrumentors import _stock
+from dbpulse.telemetry.instruments import Instruments
 from dbpulse.telemetry.metrics import OPERATIONS
-from dbpulse.version import __version__
 
 __all__ = ["RedisInstrumentor"]
 
@@ -65,7 +64,7 @@ class _CacheCounts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.counts: dict[tuple[str, str], int] = {}
-        self._registered: set[str] = set()
+        self._instruments = Instruments("dbpulse.redis")
 
     def add(self, command: str, hits: int, misses: int) -> None:
         with self.lock:
@@ -77,16 +76,17 @@ class _CacheCounts:
                 self.counts[key] = self.counts.get(key, 0) + misses
 
     def register(self, meter_provider: Any = None) -> None:
-        key = "global" if meter_provider is None else str(id(meter_provider))
-        if key in self._registered:
-            return
-        self._registered.add(key)
-        provider = meter_provider or metrics.get_meter_provider()
-        provider.get_meter("dbpulse.redis", __version__).create_observable_counter(
-            "dbpulse.cache.requests",
-            callbacks=[self._observe],
-            unit="{request}",
-            description="Redis GET-family lookups by result (hit/miss).",
+        self._instruments.observe(
+            meter_provider,
+            (
+                (
+                    "counter",
+                    "dbpulse.cache.requests",
+                    self._observe,
+                    "{request}",
+                    "Redis GET-family lookups by result (hit/miss).",
+                ),
+            ),
         )
 
     def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:

@@ -31,6 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from dbpulse.telemetry.instruments import Instruments
 from dbpulse.telemetry.sampler import LOAD
 from dbpulse.version import __version__
 
@@ -90,7 +91,7 @@ class OperationMetrics:
         self.cardinality_limit = cardinality_limit
         self.exporter_attached = False
         self._sdk_histogram: metrics.Histogram | None = None
-        self._instruments_for: set[str] = set()
+        self._instruments = Instruments("dbpulse")
         self._dropped: dict[str, int] = {}
 
     # -- hot path ---------------------------------------------------------------------------
@@ -234,47 +235,55 @@ class OperationMetrics:
 
     def register_instruments(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         """Create dbpulse's observable instruments on ``meter_provider`` (once per provider)."""
-        # The global provider may still be a proxy that is replaced later: key it as "global".
-        key = "global" if meter_provider is None else str(id(meter_provider))
-        if key in self._instruments_for:
+        meter = self._instruments.observe(
+            meter_provider,
+            (
+                (
+                    "counter",
+                    "dbpulse.db.writes",
+                    self._observe_writes,
+                    "{row}",
+                    "Rows written (INSERT/UPDATE/DELETE/...), by table and operation.",
+                ),
+                (
+                    "counter",
+                    "dbpulse.db.isbn.writes",
+                    self._observe_isbn_writes,
+                    "{row}",
+                    "Rows written per ISBN, up to the cardinality limit, then overflow.",
+                ),
+                (
+                    "counter",
+                    "dbpulse.telemetry.dropped",
+                    self._observe_dropped,
+                    "{item}",
+                    "Telemetry items dbpulse dropped to protect the application.",
+                ),
+                (
+                    "gauge",
+                    "dbpulse.sampler.mode",
+                    _observe_mode,
+                    "",
+                    "1 for the adaptive sampler's current mode, 0 for the others.",
+                ),
+                (
+                    "gauge",
+                    "dbpulse.sampler.probability",
+                    _observe_probability,
+                    "",
+                    "Probability with which new root spans are kept.",
+                ),
+                (
+                    "gauge",
+                    "dbpulse.db.operation.rate",
+                    _observe_rate,
+                    "{operation}/s",
+                    "Database operations per second seen by dbpulse (last full second).",
+                ),
+            ),
+        )
+        if meter is None:
             return
-        self._instruments_for.add(key)
-        provider = meter_provider or metrics.get_meter_provider()
-        meter = provider.get_meter("dbpulse", __version__)
-        meter.create_observable_counter(
-            "dbpulse.db.writes",
-            callbacks=[self._observe_writes],
-            unit="{row}",
-            description="Rows written (INSERT/UPDATE/DELETE/...), by table and operation.",
-        )
-        meter.create_observable_counter(
-            "dbpulse.db.isbn.writes",
-            callbacks=[self._observe_isbn_writes],
-            unit="{row}",
-            description="Rows written per ISBN, up to the cardinality limit, then overflow.",
-        )
-        meter.create_observable_counter(
-            "dbpulse.telemetry.dropped",
-            callbacks=[self._observe_dropped],
-            unit="{item}",
-            description="Telemetry items dbpulse dropped to protect the application.",
-        )
-        meter.create_observable_gauge(
-            "dbpulse.sampler.mode",
-            callbacks=[_observe_mode],
-            description="1 for the adaptive sampler's current mode, 0 for the others.",
-        )
-        meter.create_observable_gauge(
-            "dbpulse.sampler.probability",
-            callbacks=[_observe_probability],
-            description="Probability with which new root spans are kept.",
-        )
-        meter.create_observable_gauge(
-            "dbpulse.db.operation.rate",
-            callbacks=[_observe_rate],
-            unit="{operation}/s",
-            description="Database operations per second seen by dbpulse (last full second).",
-        )
         if not self.exporter_attached:
             _log.info(
                 "dbpulse: no AggregatingMetricExporter installed; recording "

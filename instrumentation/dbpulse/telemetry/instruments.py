@@ -1,0 +1,52 @@
+"""Instruments created once per meter provider, from tables of what they observe.
+
+Every room that exports observable metrics (the aggregate, the pool, the cache counts, flows)
+registers them through :class:`Instruments`, so the "once per provider" rule and the
+instrument-creation calls are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from dbpulse.version import __version__
+
+__all__ = ["Instruments", "Observable"]
+
+Callback = Callable[[CallbackOptions], Iterable[Observation]]
+Observable = tuple[str, str, Callback, str, str]
+"""``(kind, name, callback, unit, description)``; kind: counter, up_down_counter or gauge."""
+
+
+class Instruments:
+    """The instruments of one meter scope (``dbpulse``, ``dbpulse.redis``, ...)."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        self._registered_for: set[str] = set()
+
+    def meter(self, meter_provider: Any = None) -> metrics.Meter | None:
+        """The scope's meter on ``meter_provider`` the first time it is asked for, else
+        ``None`` (already registered there)."""
+        # The global provider may still be a proxy that is replaced later: key it as "global".
+        key = "global" if meter_provider is None else str(id(meter_provider))
+        if key in self._registered_for:
+            return None
+        self._registered_for.add(key)
+        provider = meter_provider or metrics.get_meter_provider()
+        return provider.get_meter(self.scope, __version__)
+
+    def observe(
+        self, meter_provider: Any, observables: Sequence[Observable]
+    ) -> metrics.Meter | None:
+        """Register ``observables`` once on ``meter_provider``; returns the meter when it did."""
+        meter = self.meter(meter_provider)
+        if meter is not None:
+            for kind, name, callback, unit, description in observables:
+                create = getattr(meter, f"create_observable_{kind}")
+                create(name, callbacks=[callback], unit=unit, description=description)
+        return meter
