@@ -37,7 +37,10 @@ __all__ = [
     "DemoCrash",
     "ProducerOptions",
     "ProducerReport",
+    "broadcast",
+    "parse_pattern",
     "pattern_attributes",
+    "pattern_event",
     "run_consumer",
     "run_producer",
 ]

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class Checkpoint(StrEnum):
@@ -235,15 +235,15 @@ def _observe_malformed(_options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(value, {"messaging.destination.name": channel, "error.type": problem})
 
 
-class PerMeterProvider(Generic[T]):
+class PerMeterProvider(Generic[_T]):
     """Instruments built by ``build`` for the global ``MeterProvider``, rebuilt when it changes.
     Instruments made before the SDK was set up are proxies the SDK takes over: they are kept."""
 
-    def __init__(self, build: Callable[[metrics.MeterProvider], T]) -> None:
+    def __init__(self, build: Callable[[metrics.MeterProvider], _T]) -> None:
         self._build = build
-        self._current: tuple[metrics.MeterProvider, T] | None = None
+        self._current: tuple[metrics.MeterProvider, _T] | None = None
 
-    def get(self) -> T:
+    def get(self) -> _T:
         provider = metrics.get_meter_provider()
         current = self._current
         if current is None or (current[0] is not provider and not _is_proxy(current[0])):
