@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -14,7 +15,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from dbpulse import flow
+from dbpulse.demo.flows import pattern_attributes
+from dbpulse.flow import checkpoints, consumer
 from tests.flow._support import unique_channel
+
+
+@pytest.fixture
+def payload_attributes() -> Iterator[Any]:
+    """Registers a payload attributes function for one test (``register(fn)``)."""
+    previous = flow.set_payload_attributes(None)
+    yield flow.set_payload_attributes
+    flow.set_payload_attributes(previous)
 
 
 def _consume(message: Any, channel: str) -> flow.FlowEvent:
@@ -24,7 +35,8 @@ def _consume(message: Any, channel: str) -> flow.FlowEvent:
     return event
 
 
-def test_plain_dict_transport(otel: Any) -> None:
+def test_plain_dict_transport(otel: Any, payload_attributes: Any) -> None:
+    payload_attributes(pattern_attributes)
     channel = unique_channel("dict")
     with flow.start_publish(
         channel, {"symbol": "MSFT", "pattern": "Hammer"}, system="custom"
@@ -156,7 +168,8 @@ def test_broken_telemetry_never_breaks_the_publish(
     def broken() -> Any:
         raise RuntimeError("tracer exploded")
 
-    monkeypatch.setattr(flow, "_tracer", broken)
+    for module in (checkpoints, consumer):
+        monkeypatch.setattr(module, "tracer", broken)
     sent: list[tuple[str, str]] = []
 
     class Client:
@@ -179,8 +192,9 @@ def test_foreign_id_generator_falls_back_to_the_flow_id_attribute(
     spans = InMemorySpanExporter()
     provider = TracerProvider()  # the user's own setup: random trace ids
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    monkeypatch.setattr(flow, "_tracer", lambda: provider.get_tracer("user"))
-    monkeypatch.setattr(flow, "_WARNED", set())
+    for module in (checkpoints, consumer):
+        monkeypatch.setattr(module, "tracer", lambda: provider.get_tracer("user"))
+    monkeypatch.setattr(checkpoints, "_WARNED", set())
     channel = unique_channel("foreign")
     with caplog.at_level(logging.WARNING, logger="dbpulse.flow"):
         for _ in range(2):
@@ -195,3 +209,94 @@ def test_foreign_id_generator_falls_back_to_the_flow_id_attribute(
     # The consumer follows the producer's context, whatever its trace id.
     assert process.context.trace_id == send.context.trace_id
     assert process.attributes["flow.id"] == pub.flow_id
+
+
+OWN_ATTRIBUTES = ("messaging.", "flow.")
+TICKSTOCK_EVENT = {
+    "symbol": "AAPL",
+    "pattern_name": "Doji",
+    "confidence": 0.87,
+    "data": {"symbol": "MSFT", "pattern": "Hammer", "confidence": 0.5},
+}
+
+
+def test_no_payload_attribute_without_a_function(otel: Any) -> None:
+    previous = flow.set_payload_attributes(None)
+    flow.set_payload_attributes(previous)
+    assert previous is None  # the default: nothing registered
+    channel = unique_channel("plain")
+    with flow.start_publish(channel, TICKSTOCK_EVENT) as pub:
+        envelope = dict(pub.envelope)
+    _consume(envelope, channel)
+    spans = [s for s in otel.spans() if s.name.endswith(f" {channel}")]
+    assert len(spans) == 4
+    for span in spans:
+        foreign = [k for k in span.attributes or {} if not k.startswith(OWN_ATTRIBUTES)]
+        assert foreign == [], span.name
+
+
+def test_payload_attributes_function(otel: Any, payload_attributes: Any) -> None:
+    seen: list[Mapping[str, Any]] = []
+
+    def attributes(payload: Mapping[str, Any]) -> dict[str, Any]:
+        seen.append(payload)
+        return {
+            "order.id": str(payload["order_id"]),
+            "order.tags": ["new", "paid"],
+            "flow.id": "spoofed",  # dbpulse's own attributes win
+            "order.none": None,  # not an attribute value: dropped
+            "order.mixed": [1, "a"],
+        }
+
+    payload_attributes(attributes)
+    channel = unique_channel("hook")
+    with flow.start_publish(channel, {"order_id": 1042}) as pub:
+        envelope = dict(pub.envelope)
+    _consume(envelope, channel)
+    assert seen[0] == {"order_id": 1042}
+    assert seen[1]["flow_id"] == pub.flow_id  # the consumer side gets the envelope
+    spans = {s.name: s for s in otel.spans()}
+    for name in (f"send {channel}", f"process {channel}"):
+        attrs = spans[name].attributes
+        assert attrs["order.id"] == "1042"
+        assert list(attrs["order.tags"]) == ["new", "paid"]
+        assert attrs["flow.id"] == pub.flow_id
+        assert "order.none" not in attrs and "order.mixed" not in attrs
+    assert "order.id" not in spans[f"parse {channel}"].attributes
+
+
+def test_payload_attributes_function_that_raises(
+    otel: Any,
+    payload_attributes: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def attributes(payload: Mapping[str, Any]) -> dict[str, Any]:
+        raise KeyError("order_id")
+
+    payload_attributes(attributes)
+    monkeypatch.setattr(checkpoints, "_WARNED", set())
+    channel = unique_channel("hook-raises")
+    with caplog.at_level(logging.WARNING, logger="dbpulse.flow"):
+        with flow.start_publish(channel, {"symbol": "AAPL"}) as pub:
+            envelope = dict(pub.envelope)
+        event = _consume(envelope, channel)
+    assert event.flow_id == pub.flow_id
+    assert len([r for r in caplog.records if "payload attributes" in r.message]) == 1
+    spans = {s.name: s for s in otel.spans()}
+    assert spans[f"send {channel}"].attributes["flow.id"] == pub.flow_id
+    assert spans[f"process {channel}"].attributes["flow.checkpoint"] == "EVENT_RECEIVED"
+    assert otel.value("dbpulse.telemetry.dropped", **{"dbpulse.component": "flow"}) >= 2
+
+
+def test_demo_pattern_attributes() -> None:
+    assert pattern_attributes(TICKSTOCK_EVENT) == {
+        "pattern.symbol": "AAPL",
+        "pattern.name": "Doji",
+        "pattern.confidence": 0.87,
+    }
+    assert pattern_attributes({"data": {"symbol": "MSFT", "pattern": "Hammer"}}) == {
+        "pattern.symbol": "MSFT",
+        "pattern.name": "Hammer",
+    }
+    assert pattern_attributes({"symbol": 3, "confidence": True}) == {}

@@ -96,7 +96,7 @@ def test_lost_connection_is_counted_and_marks_the_subscription_inactive(
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from dbpulse.flow.heartbeat import STATS
+    from dbpulse.flow.checkpoints import STATS
 
     channel = unique_channel("lost")
     # Without retries, so that the lost connection surfaces instead of a silent reconnect.

@@ -7,6 +7,10 @@ abandoned: stuck flows, EVENT_RECEIVED without EVENT_PARSED) and ``delay`` (a fr
 delivered ``delay_seconds`` late: slow flows in ``dbpulse.flow.latency``). ``crash_after``
 makes the consumer raise out of its loop right after the n-th EVENT_RECEIVED.
 
+Both register :func:`pattern_attributes` with ``flow.set_payload_attributes`` (for the whole
+process), so their ``send``/``process`` spans carry ``pattern.symbol``, ``pattern.name`` and
+``pattern.confidence``.
+
 Run through ``dbpulse demo producer`` / ``dbpulse demo consumer`` (``_flow_commands``).
 """
 
@@ -18,6 +22,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +37,10 @@ __all__ = [
     "DemoCrash",
     "ProducerOptions",
     "ProducerReport",
+    "broadcast",
+    "parse_pattern",
+    "pattern_attributes",
+    "pattern_event",
     "run_consumer",
     "run_producer",
 ]
@@ -113,6 +122,27 @@ def pattern_event(rng: random.Random, symbols: tuple[str, ...]) -> dict[str, Any
     }
 
 
+def pattern_attributes(payload: Mapping[str, Any]) -> dict[str, str | float]:
+    """``pattern.symbol``/``pattern.name``/``pattern.confidence`` from a pattern event or its
+    ``data`` object (the TickStock event shape; the top level wins)."""
+    attributes: dict[str, str | float] = {}
+    sources = [payload]
+    nested = payload.get("data")
+    if isinstance(nested, Mapping):
+        sources.append(nested)
+    for source in sources:
+        symbol = source.get("symbol")
+        if isinstance(symbol, str):
+            attributes.setdefault("pattern.symbol", symbol)
+        name = source.get("pattern_name", source.get("pattern"))
+        if isinstance(name, str):
+            attributes.setdefault("pattern.name", name)
+        confidence = source.get("confidence")
+        if isinstance(confidence, int | float) and not isinstance(confidence, bool):
+            attributes.setdefault("pattern.confidence", float(confidence))
+    return attributes
+
+
 def _deadline(duration: float | None) -> float:
     return time.monotonic() + duration if duration else float("inf")
 
@@ -127,6 +157,7 @@ def _wait_subscribers(client: Any, channel: str, seconds: float) -> None:
 
 
 def run_producer(options: ProducerOptions, stop: threading.Event | None = None) -> ProducerReport:
+    flow.set_payload_attributes(pattern_attributes)
     if options.use_async:
         return asyncio.run(_produce_async(options, stop))
     import redis
@@ -247,6 +278,7 @@ class _Consumer:
 
 
 def run_consumer(options: ConsumerOptions, stop: threading.Event | None = None) -> ConsumerReport:
+    flow.set_payload_attributes(pattern_attributes)
     if options.use_async:
         return asyncio.run(_consume_async(options, stop))
     import redis
