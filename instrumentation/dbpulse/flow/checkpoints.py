@@ -26,7 +26,9 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from dbpulse.telemetry.errors import error_type_of
 from dbpulse.telemetry.ids import FLOW_TRACE_ID
+from dbpulse.telemetry.instruments import create_observables
 from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.telemetry.spans import DirectSpans, TracerSpans, span_recorder
 from dbpulse.version import __version__
@@ -182,23 +184,31 @@ class FlowInstruments:
 
     def __init__(self, provider: metrics.MeterProvider) -> None:
         meter = provider.get_meter("dbpulse.flow", __version__)
-        meter.create_observable_counter(
-            "dbpulse.flow.checkpoints",
-            callbacks=[_observe_checkpoints],
-            unit="{checkpoint}",
-            description="Flows that reached each checkpoint",
-        )
-        meter.create_observable_counter(
-            "dbpulse.flow.errors",
-            callbacks=[_observe_errors],
-            unit="{error}",
-            description="Flows that failed, by checkpoint",
-        )
-        meter.create_observable_counter(
-            "dbpulse.flow.malformed",
-            callbacks=[_observe_malformed],
-            unit="{message}",
-            description="Received envelopes that were malformed, by problem",
+        create_observables(
+            meter,
+            (
+                (
+                    "counter",
+                    "dbpulse.flow.checkpoints",
+                    _observe_checkpoints,
+                    "{checkpoint}",
+                    "Flows that reached each checkpoint",
+                ),
+                (
+                    "counter",
+                    "dbpulse.flow.errors",
+                    _observe_errors,
+                    "{error}",
+                    "Flows that failed, by checkpoint",
+                ),
+                (
+                    "counter",
+                    "dbpulse.flow.malformed",
+                    _observe_malformed,
+                    "{message}",
+                    "Received envelopes that were malformed, by problem",
+                ),
+            ),
         )
         self.latency = meter.create_histogram(
             "dbpulse.flow.latency",
@@ -303,21 +313,17 @@ def telemetry_failed() -> None:
     OPERATIONS.count_dropped("flow")
 
 
-def _error_type(exc: BaseException) -> str:
-    return type(exc).__qualname__
-
-
 def count_error(checkpoint: str, channel: str, exc: BaseException) -> None:
     """``exc`` left the application's code at ``checkpoint``: ``dbpulse.flow.errors``."""
     try:
         instruments()
-        STATS.error(checkpoint, channel, _error_type(exc), isinstance(exc, CONNECTION_ERRORS))
+        STATS.error(checkpoint, channel, error_type_of(exc), isinstance(exc, CONNECTION_ERRORS))
     except Exception:
         telemetry_failed()
 
 
 def fail_span(span: trace.Span, exc: BaseException) -> None:
-    span.set_attribute("error.type", _error_type(exc))
+    span.set_attribute("error.type", error_type_of(exc))
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 

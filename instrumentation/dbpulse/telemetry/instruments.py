@@ -15,7 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from dbpulse.version import __version__
 
-__all__ = ["Instruments", "Observable"]
+__all__ = ["Instruments", "Observable", "create_observables"]
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 Observable = tuple[str, str, Callback, str, str]
@@ -46,7 +46,12 @@ class Instruments:
         """Register ``observables`` once on ``meter_provider``; returns the meter when it did."""
         meter = self.meter(meter_provider)
         if meter is not None:
-            for kind, name, callback, unit, description in observables:
-                create = getattr(meter, f"create_observable_{kind}")
-                create(name, callbacks=[callback], unit=unit, description=description)
+            create_observables(meter, observables)
         return meter
+
+
+def create_observables(meter: metrics.Meter, observables: Sequence[Observable]) -> None:
+    """Create one observable instrument per row of ``observables`` on ``meter``."""
+    for kind, name, callback, unit, description in observables:
+        create = getattr(meter, f"create_observable_{kind}")
+        create(name, callbacks=[callback], unit=unit, description=description)
