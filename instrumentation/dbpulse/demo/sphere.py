@@ -25,8 +25,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
-from dbpulse.viz.feed import VizFeedProcessor
-from dbpulse.viz.server import VizConfig, VizServer
+from dbpulse.viz import VizConfig, VizFeedProcessor, VizServer
 
 __all__ = ["DemoWorkload", "isbn13", "run_demo"]
 
