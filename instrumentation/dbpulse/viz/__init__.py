@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from dbpulse.viz.feed import WRITE_OPERATIONS, VizFeedProcessor, adjusted_count
+from dbpulse.viz.feed import WRITE_OPERATIONS, VizFeedProcessor
+from dbpulse.viz.sources import adjusted_count
 
 if TYPE_CHECKING:
     from dbpulse.viz.app import VizServer, create_app, serve
