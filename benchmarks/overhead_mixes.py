@@ -5,7 +5,7 @@ a value: ``make(start, n)`` gives rows ``start .. start + n - 1``, so each block
 asks for its own range and no variant finds the values of another in dbpulse's extractor cache.
 
 * ``valid ISBN-13`` — distinct ISBN-13s (``978`` + a scattered 9-digit body) with their correct
-  check digit, chosen by :func:`dbpulse.normalize_isbn` (the extractor's own check-digit
+  check digit from :func:`dbpulse.core.isbn.complete_isbn13` (the extractor's own check-digit
   validation: of the ten candidates exactly one is accepted), and short titles;
 * ``ISBN-like, bad checksum`` — distinct 13-digit strings that fail the checksum: half are
   ``978`` numbers with a wrong check digit (the dearest reject: the whole sum is computed), half
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbpulse import normalize_isbn
+from dbpulse.core.isbn import complete_isbn13
 
 Row = tuple[Any, ...]
 
@@ -43,11 +44,7 @@ def _body(i: int) -> str:
 
 def valid_isbn13(i: int) -> str:
     """The ``i``-th distinct ISBN-13: ``978``, a 9-digit body, the check digit dbpulse takes."""
-    stem = "978" + _body(i)
-    for digit in "0123456789":
-        if normalize_isbn(stem + digit) is not None:
-            return stem + digit
-    raise AssertionError(f"no check digit accepted for {stem}")  # cannot happen for 978...
+    return complete_isbn13("978" + _body(i))
 
 
 def bad_checksum13(i: int) -> str:

@@ -69,9 +69,9 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 
 
 def isbn13(n: int) -> str:
-    core = f"978{n % 10**9:09d}"
-    total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(core))
-    return core + str((10 - total % 10) % 10)
+    from dbpulse.core.isbn import complete_isbn13
+
+    return complete_isbn13(f"978{n % 10**9:09d}")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from websockets.sync.client import connect
 
+from dbpulse.core.isbn import complete_isbn13
 from dbpulse.viz import VizConfig, VizServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,10 +140,8 @@ ISBNS = [
 
 
 def isbn13(n: int) -> str:
-    """A valid ISBN-13 derived from ``n``."""
-    core = f"978{n % 10**9:09d}"
-    total = sum(int(d) * (1 if i % 2 == 0 else 3) for i, d in enumerate(core))
-    return core + str((10 - total % 10) % 10)
+    """A valid ISBN-13 derived from ``n`` (dbpulse's one check-digit implementation)."""
+    return complete_isbn13(f"978{n % 10**9:09d}")
 
 
 class SqliteWriter:

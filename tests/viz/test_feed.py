@@ -186,7 +186,7 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         assert feed.batch_size == 7
         assert feed.batch_interval == pytest.approx(0.25)
         assert feed.queue_size == 10_000
-        assert feed._headers["Authorization"] == "Bearer t0ken"
+        assert feed._transport.headers["Authorization"] == "Bearer t0ken"
     finally:
         feed.shutdown()
     monkeypatch.delenv("DBPULSE_VIZ_URL")

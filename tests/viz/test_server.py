@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dbpulse.viz.server import SlotTable, load_isbns, normalize_isbn
+from dbpulse.core.isbn import normalize_isbn
+from dbpulse.viz.slots import SlotTable, load_isbns
 from tests.viz._support import ISBNS, Collector, isbn13, viz_server, wait_for
 
 

@@ -70,7 +70,7 @@ def viz(
 ) -> None:
     """Run the viz server: the live ISBN sphere and its event API."""
     _server_side()
-    from dbpulse.viz.server import VizConfig, serve
+    from dbpulse.viz import VizConfig, serve
 
     if isbn_db and not isbn_table:
         raise typer.BadParameter("--isbn-db needs --isbn-table", param_hint="--isbn-table")

@@ -26,8 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
 from dbpulse.core.isbn import complete_isbn13
-from dbpulse.viz.feed import VizFeedProcessor
-from dbpulse.viz.server import VizConfig, VizServer
+from dbpulse.viz import VizConfig, VizFeedProcessor, VizServer
 
 __all__ = ["DemoWorkload", "isbn13", "run_demo"]
 

@@ -15,12 +15,15 @@ the endpoints and the configuration variables.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from dbpulse.viz.feed import WRITE_OPERATIONS, VizFeedProcessor, adjusted_count
+from dbpulse.viz.feed import WRITE_OPERATIONS, VizFeedProcessor
+from dbpulse.viz.sources import adjusted_count
 
 if TYPE_CHECKING:
-    from dbpulse.viz.server import VizConfig, VizServer, create_app, serve
+    from dbpulse.viz.app import VizServer, create_app, serve
+    from dbpulse.viz.config import VizConfig
 
 __all__ = [
     "WRITE_OPERATIONS",
@@ -32,13 +35,17 @@ __all__ = [
     "serve",
 ]
 
-_SERVER_NAMES = {"VizConfig", "VizServer", "create_app", "serve"}
+# The server side needs FastAPI; an instrumented application importing the feed does not.
+_SERVER_NAMES = {
+    "VizConfig": "dbpulse.viz.config",
+    "VizServer": "dbpulse.viz.app",
+    "create_app": "dbpulse.viz.app",
+    "serve": "dbpulse.viz.app",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The server side needs FastAPI; an instrumented application importing the feed does not.
-    if name in _SERVER_NAMES:
-        from dbpulse.viz import server as _server
-
-        return getattr(_server, name)
+    module = _SERVER_NAMES.get(name)
+    if module is not None:
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'dbpulse.viz' has no attribute {name!r}")

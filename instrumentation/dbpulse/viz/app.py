@@ -1,0 +1,307 @@
+"""The viz server: the FastAPI app that receives write events and serves the sphere page.
+
+Usage::
+
+    from dbpulse.viz import VizConfig, serve
+    serve(VizConfig(port=8765, token="s3cret"))          # blocks; or `dbpulse viz`
+
+    from dbpulse.viz import VizServer                    # in-process, in a thread
+    with VizServer(VizConfig(port=0)) as server:
+        print(server.url)
+
+    from dbpulse.viz import create_app                   # the ASGI app, for your own server
+    app = create_app(token="s3cret")
+
+Endpoints: ``POST /api/viz/emit`` (``{"events": [...]}``, bearer token when configured),
+``WS /ws/viz``, ``GET /api/viz/recent``, ``GET /api/viz/replay``, ``GET /api/viz/isbns``,
+``GET /api/viz/top``, ``GET /api/viz/stats``, ``GET /healthz``, ``GET /metrics`` and the sphere
+page at ``/``. ``docs/viz.md`` has the details. Needs the ``viz`` extra (FastAPI, uvicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from dbpulse.viz.config import VizConfig
+from dbpulse.viz.events import EMIT_PATH, PayloadError, parse_payload
+from dbpulse.viz.hub import Client, Hub
+from dbpulse.viz.slots import load_isbns
+
+__all__ = ["VizServer", "create_app", "serve"]
+
+_log = logging.getLogger("dbpulse.viz")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
+    """The viz server as an ASGI app. ``overrides`` are :class:`VizConfig` fields."""
+    if config is None:
+        config = VizConfig(**overrides)
+    elif overrides:
+        config = VizConfig(**{**config.__dict__, **overrides})
+    hub = Hub(config)
+    token = config.token.encode() if config.token else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if config.isbn_db and config.isbn_table:
+            isbns = await asyncio.to_thread(
+                load_isbns, config.isbn_db, config.isbn_table, config.isbn_column, config.max_isbns
+            )
+            for isbn in isbns:
+                hub.slots.learn(isbn)
+            hub.counters["isbns_loaded"] = len(isbns)
+            _log.info("dbpulse: loaded %d ISBNs from %s", len(isbns), config.isbn_table)
+        task = asyncio.create_task(hub.run_redis()) if config.redis_url else None
+        if task is not None:
+            for _ in range(50):  # give the subscription a moment so the first emits use it
+                if hub.redis_listening:
+                    break
+                await asyncio.sleep(0.02)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            if hub.redis is not None:
+                with contextlib.suppress(Exception):
+                    await hub.redis.aclose()
+
+    app = FastAPI(title="dbpulse viz", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+
+    @app.post(EMIT_PATH, status_code=202)
+    async def emit(request: Request) -> Response:
+        if token is not None:
+            header = request.headers.get("authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token):
+                hub.counters["rejected_auth"] += 1
+                return _error(
+                    401,
+                    "missing or wrong bearer token: "
+                    "send 'Authorization: Bearer <DBPULSE_VIZ_TOKEN>'",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+        limit = config.max_body_bytes
+        declared = request.headers.get("content-length")
+        too_big = f"body larger than {limit} bytes: send smaller batches"
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            hub.counters["rejected_size"] += 1
+            return _error(413, too_big)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                hub.counters["rejected_size"] += 1
+                return _error(413, too_big)
+        try:
+            events = parse_payload(bytes(body), time.time())
+        except PayloadError as exc:
+            hub.counters["rejected_payload"] += 1
+            return _error(exc.status, str(exc))
+        if events:
+            await hub.ingest(events)
+        return JSONResponse({"accepted": len(events)}, status_code=202)
+
+    @app.websocket("/ws/viz")
+    async def ws_viz(websocket: WebSocket) -> None:
+        await websocket.accept()
+        client = Client(websocket, config.client_queue_size)
+        hub.clients.add(client)
+        hub.counters["ws_connections"] += 1
+        hello = {
+            "type": "hello",
+            "server_id": hub.server_id,
+            "server_time": time.time(),
+            "capacity": hub.slots.capacity,
+            "known_isbns": len(hub.slots),
+            "replay_seconds": config.replay_seconds,
+        }
+
+        async def send() -> None:
+            await websocket.send_text(json.dumps(hello))
+            while True:
+                message = await client.queue.get()
+                await websocket.send_text(message)
+                hub.counters["ws_messages_sent"] += 1
+
+        async def receive() -> None:
+            while True:
+                text = await websocket.receive_text()
+                if text == "ping":
+                    client.offer(json.dumps({"type": "pong", "server_time": time.time()}))
+
+        sender = asyncio.create_task(send())
+        receiver = asyncio.create_task(receive())
+        client.sender = sender
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.clients.discard(client)
+            for task in (sender, receiver):
+                task.cancel()
+            for task in (sender, receiver):
+                with contextlib.suppress(BaseException):
+                    await task
+            if client.slow:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        websocket.close(code=1013, reason="client too slow; reconnect"), 1.0
+                    )
+
+    @app.get("/api/viz/recent")
+    async def recent(
+        table: str | None = None,
+        operation: str | None = None,
+        isbn: str | None = None,
+        limit: int = Query(1000, ge=0, le=100_000),
+    ) -> JSONResponse:
+        return JSONResponse({"events": hub.recent(table, operation, isbn, limit)})
+
+    @app.get("/api/viz/replay")
+    async def replay(
+        seconds: float = Query(300.0, gt=0),
+        table: str | None = None,
+        operation: str | None = None,
+        isbn: str | None = None,
+        limit: int = Query(100_000, ge=0, le=1_000_000),
+    ) -> JSONResponse:
+        now = time.time()
+        events = hub.replay_window(seconds, table, operation, isbn, limit)
+        return JSONResponse(
+            {"from": now - min(seconds, config.replay_seconds), "to": now, "events": events}
+        )
+
+    @app.get("/api/viz/isbns")
+    async def isbns() -> JSONResponse:
+        slots = hub.slots.slots
+        return JSONResponse(
+            {
+                "capacity": hub.slots.capacity,
+                "count": len(slots),
+                "isbns": list(slots.keys()),
+                "slots": list(slots.values()),
+            }
+        )
+
+    @app.get("/api/viz/top")
+    async def top(n: int = Query(50, ge=1, le=1000)) -> JSONResponse:
+        return JSONResponse({"top": hub.top(n)})
+
+    @app.get("/api/viz/stats")
+    async def stats() -> JSONResponse:
+        return JSONResponse(hub.stats())
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        ok = hub.redis_state in ("disabled", "connected")
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "degraded",
+                "clients": len(hub.clients),
+                "redis": hub.redis_state,
+            },
+            status_code=200,
+        )
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(hub.prometheus(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+class VizServer:
+    """The viz server on uvicorn in a background thread (tests, ``dbpulse demo``)."""
+
+    def __init__(self, config: VizConfig | None = None, **overrides: Any) -> None:
+        self.config = config or VizConfig(**overrides)
+        self.app = create_app(self.config)
+        self.hub: Hub = self.app.state.hub
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=self.config.host,
+                port=self.config.port,
+                log_level="warning",
+                access_log=False,
+                ws_max_size=1 << 20,
+            )
+        )
+        self._thread: threading.Thread | None = None
+        self.port = self.config.port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> VizServer:
+        self._thread = threading.Thread(target=self._server.run, name="dbpulse-viz", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"viz server did not start on {self.config.host}:{self.config.port}"
+                )
+            time.sleep(0.01)
+        servers = getattr(self._server, "servers", [])
+        for server in servers:
+            for sock in server.sockets:
+                self.port = sock.getsockname()[1]
+                break
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> VizServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(config: VizConfig | None = None, **overrides: Any) -> None:
+    """Run the viz server in the foreground until interrupted."""
+    config = config or VizConfig.from_env(**overrides)
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        access_log=False,
+    )
