@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.stack import (
+from tests.harness.processes import (
     Binaries,
-    OtelStack,
     StackError,
     locate_binary,
     missing_binaries_message,
 )
+from tests.harness.stack import OtelStack
 from tests.services import IN_CI
 
 

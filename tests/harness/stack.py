@@ -16,9 +16,10 @@ The trace store is Jaeger v2 (``tests/harness/jaeger.yaml``, built by
 ``scripts/build-jaeger.sh``), not the Tempo that compose runs: Tempo's Go module is AGPL and may
 not be built on this project's machines (docs/stack.md). :meth:`OtelStack.get_trace` returns
 OTLP JSON as Tempo's ``/api/v2/traces`` does, and :meth:`OtelStack.search_traceql` answers the
-TraceQL subset the dashboards and tests use (one spanset of ``&&``-joined ``=``/``=~``/``!=``
-conditions on span attributes and ``resource.service.name``) by a Jaeger tag search, keeping only
-traces with one span that meets every condition, as TraceQL's ``{ ... }`` does.
+TraceQL subset the dashboards and tests use by a Jaeger tag search (:mod:`tests.harness.traceql`).
+
+The processes themselves, the binaries' lookup and the HTTP helpers are in
+:mod:`tests.harness.processes`; this module re-exports the names tests import from it.
 
 Usage outside pytest::
 
@@ -31,19 +32,12 @@ Usage outside pytest::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +45,40 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import traceql
+from tests.harness.processes import (
+    REPO_ROOT,
+    Binaries,
+    ManagedProcess,
+    StackError,
+    free_port,
+    http_get,
+    locate_binaries,
+    locate_binary,
+    missing_binaries_message,
+    wait_until,
+)
+
+__all__ = [
+    "COLLECTOR_CONFIG",
+    "HARNESS_CONFIGS",
+    "JAEGER_CONFIG",
+    "PROMETHEUS_CONFIG",
+    "PROMETHEUS_FLAGS",
+    "PROMETHEUS_JOB_TARGETS",
+    "REPO_ROOT",
+    "SPAN_KINDS",
+    "Binaries",
+    "OtelStack",
+    "StackError",
+    "http_get",
+    "locate_binaries",
+    "locate_binary",
+    "missing_binaries_message",
+    "prometheus_config_for",
+    "trace_spans",
+    "wait_until",
+]
 
 COLLECTOR_CONFIG = REPO_ROOT / "collector" / "config.yaml"
 PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
@@ -74,16 +101,6 @@ PROMETHEUS_JOB_TARGETS: dict[str, str] = {
     "otel-collector": "telemetry",
 }
 
-BINARY_ENV = {
-    "otelcol": "DBPULSE_OTELCOL_BIN",
-    "jaeger": "DBPULSE_JAEGER_BIN",
-    "prometheus": "DBPULSE_PROMETHEUS_BIN",
-}
-_BUILD_SCRIPTS = {
-    "otelcol": REPO_ROOT / "scripts" / "build-collector.sh",
-    "jaeger": REPO_ROOT / "scripts" / "build-jaeger.sh",
-}
-
 #: OTLP JSON's span kinds by number (Jaeger writes numbers, Tempo the names).
 SPAN_KINDS = {
     0: "SPAN_KIND_UNSPECIFIED",
@@ -93,100 +110,6 @@ SPAN_KINDS = {
     4: "SPAN_KIND_PRODUCER",
     5: "SPAN_KIND_CONSUMER",
 }
-
-
-class StackError(RuntimeError):
-    """A backend did not start, answer or stop as expected; the message says which and why."""
-
-
-def locate_binary(name: str) -> Path | None:
-    """Path of the ``otelcol``, ``jaeger`` or ``prometheus`` binary, or None if absent.
-
-    The environment variable (``DBPULSE_OTELCOL_BIN``, ``DBPULSE_JAEGER_BIN``,
-    ``DBPULSE_PROMETHEUS_BIN``) wins; otherwise the path the build script caches it at
-    (``~/.cache/dbpulse/...``), or Debian's ``/usr/bin/prometheus``.
-
-    >>> locate_binary("prometheus")  # doctest: +SKIP
-    PosixPath('/usr/bin/prometheus')
-    """
-    env = os.environ.get(BINARY_ENV[name])
-    if env:
-        path = Path(env).expanduser()
-        return path if path.is_file() and os.access(path, os.X_OK) else None
-    if name == "prometheus":
-        found = shutil.which("prometheus")
-        return Path(found) if found else None
-    printed = subprocess.run(
-        ["bash", str(_BUILD_SCRIPTS[name]), "--print-path"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    built = Path(printed) if printed else None
-    return built if built and built.is_file() and os.access(built, os.X_OK) else None
-
-
-@dataclass(frozen=True)
-class Binaries:
-    """Where the three backends' executables are."""
-
-    otelcol: Path
-    prometheus: Path
-    jaeger: Path
-
-
-def locate_binaries() -> Binaries:
-    """All three binaries, or :class:`StackError` naming the missing ones and the fix."""
-    found = {name: locate_binary(name) for name in BINARY_ENV}
-    missing = [name for name, path in found.items() if path is None]
-    if missing:
-        raise StackError(missing_binaries_message(missing))
-    return Binaries(**{name: path for name, path in found.items() if path is not None})
-
-
-def missing_binaries_message(missing: list[str]) -> str:
-    """What to run when ``missing`` binaries are not there."""
-    names = ", ".join(missing)
-    envs = ", ".join(BINARY_ENV[m] for m in missing)
-    return (
-        f"missing telemetry backend binaries: {names}. Build/install them with "
-        f"`scripts/services.sh binaries packages` (or point {envs} at them)."
-    )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url``; (status, body). Connection errors raise ``OSError``."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
-def wait_until(
-    check: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition"
-) -> Any:
-    """Call ``check`` until it returns something truthy; return it, or raise after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError) as err:
-            last_error = err
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
 
 
 def prometheus_config_for(source: Path, targets: Mapping[str, str]) -> str:
@@ -204,79 +127,6 @@ def prometheus_config_for(source: Path, targets: Mapping[str, str]) -> str:
             static["targets"] = [targets[name]]
     rendered: str = yaml.safe_dump(config, sort_keys=False)
     return rendered
-
-
-@dataclass
-class ManagedProcess:
-    """One backend process: started in its own process group, stopped without orphans."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    health_url: str
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start and wait until ``health_url`` answers 200."""
-        if self.running:
-            return
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-
-        def healthy() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise StackError(
-                    f"{self.name} exited with {self.process.returncode} during start; "
-                    f"last log lines:\n{self.log_tail()}"
-                )
-            return http_get(self.health_url, timeout=2)[0] == 200
-
-        try:
-            wait_until(healthy, timeout, what=f"{self.name} health at {self.health_url}")
-        except StackError as err:
-            self.stop()
-            raise StackError(f"{err}\n{self.name} log tail:\n{self.log_tail()}") from None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the process group, SIGKILL what is left after ``timeout``."""
-        self._signal_and_reap(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL at once, as a crash or OOM kill would."""
-        self._signal_and_reap(signal.SIGKILL, 10.0)
-
-    def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        self.process = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 @dataclass
@@ -522,45 +372,7 @@ class OtelStack:
         ``span.<attr>`` or ``resource.service.name`` compared by ``=``, ``!=`` or ``=~``
         (anchored regex) with a string; anything else raises :class:`StackError`.
         """
-        conditions = parse_traceql(query)
-        exact = {
-            attr: value for scope, attr, op, value in conditions if scope == "span" and op == "="
-        }
-        services = self._services_matching(
-            [(op, value) for scope, attr, op, value in conditions if scope == "resource"]
-        )
-        now_us = int(time.time() * 1e6)
-        hits: dict[str, int] = {}
-        for service in services:
-            params = {
-                "service": service,
-                "start": now_us - int(since_s * 1e6),
-                "end": now_us + 60_000_000,
-                "limit": 100,
-            }
-            if exact:
-                params["tags"] = json.dumps(exact)
-            url = f"{self.trace_store_url}/api/traces?" + urllib.parse.urlencode(params)
-            status, body = http_get(url)
-            if status != 200:
-                raise StackError(f"TraceQL {query!r} as a search: HTTP {status}: {body[:300]!r}")
-            for trace in json.loads(body).get("data") or []:
-                spans = trace["spans"]
-                starts = [s["startTime"] for s in spans if _span_meets(trace, s, conditions)]
-                if starts:
-                    hits[trace["traceID"]] = max(starts)
-        return [{"traceID": tid} for tid in sorted(hits, key=hits.__getitem__, reverse=True)]
-
-    def _services_matching(self, conditions: list[tuple[str, str]]) -> list[str]:
-        exact = [value for op, value in conditions if op == "="]
-        if exact:
-            candidates = exact[:1]
-        else:
-            status, body = http_get(f"{self.trace_store_url}/api/services")
-            if status != 200:
-                raise StackError(f"trace store services: HTTP {status}: {body[:300]!r}")
-            candidates = json.loads(body).get("data") or []
-        return [s for s in candidates if all(_compare(s, op, v) for op, v in conditions)]
+        return traceql.search(self.trace_store_url, query, since_s)
 
     # -- collector -------------------------------------------------------------------------
 
@@ -591,45 +403,3 @@ def trace_spans(trace: Mapping[str, Any]) -> list[dict[str, Any]]:
                 kind = span.get("kind")
                 spans.append({**span, "kind": SPAN_KINDS.get(kind, kind), "serviceName": service})
     return spans
-
-
-_TRACEQL_CONDITION = re.compile(
-    r'\s*(span|resource)\.([A-Za-z_][\w.]*)\s*(=~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*'
-)
-
-
-def parse_traceql(query: str) -> list[tuple[str, str, str, str]]:
-    """``{ span.a = "x" && resource.service.name =~ "y" }`` → ``[(scope, attr, op, value)]``."""
-    text = query.strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        raise StackError(f"TraceQL {query!r}: only one spanset filter {{ ... }} is supported")
-    conditions = []
-    for part in text[1:-1].split("&&"):
-        match = _TRACEQL_CONDITION.fullmatch(part)
-        if match is None:
-            raise StackError(f"TraceQL {query!r}: unsupported condition {part.strip()!r}")
-        scope, attr, op, value = match.groups()
-        if scope == "resource" and attr != "service.name":
-            raise StackError(f"TraceQL {query!r}: only resource.service.name is supported")
-        conditions.append((scope, attr, op, value.replace('\\"', '"')))
-    return conditions
-
-
-def _compare(actual: str | None, op: str, value: str) -> bool:
-    if op == "=":
-        return actual == value
-    if op == "!=":
-        return actual is not None and actual != value
-    return actual is not None and re.fullmatch(value, actual) is not None
-
-
-def _span_meets(
-    trace: Mapping[str, Any], span: Mapping[str, Any], conditions: list[tuple[str, str, str, str]]
-) -> bool:
-    """One Jaeger span (of ``trace``) meets every condition, as in a TraceQL spanset."""
-    tags = {t["key"]: str(t["value"]) for t in span.get("tags", [])}
-    service = trace.get("processes", {}).get(span.get("processID"), {}).get("serviceName")
-    return all(
-        _compare(service if scope == "resource" else tags.get(attr), op, value)
-        for scope, attr, op, value in conditions
-    )
