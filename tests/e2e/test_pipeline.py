@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests import services
-from tests.e2e.workload import ISBNS, QUEUE_DESTINATION, Telemetry, run_workload
+from tests.e2e.workload import ISBNS, QUEUE_DESTINATION, OtlpProviders, run_workload
 from tests.harness.stack import (
     HARNESS_CONFIGS,
     PROMETHEUS_FLAGS,
@@ -71,10 +71,10 @@ def _totals(expected: float) -> Callable[[list[dict[str, Any]]], bool]:
 
 
 @pytest.fixture
-def telemetry(otel_stack: OtelStack) -> Iterator[tuple[Telemetry, Telemetry, str, str]]:
+def telemetry(otel_stack: OtelStack) -> Iterator[tuple[OtlpProviders, OtlpProviders, str, str]]:
     app_service, consumer_service = _service("e2e-app"), _service("e2e-consumer")
-    app = Telemetry.otlp(otel_stack.otlp_grpc_endpoint, app_service)
-    consumer = Telemetry.otlp(otel_stack.otlp_grpc_endpoint, consumer_service)
+    app = OtlpProviders.otlp(otel_stack.otlp_grpc_endpoint, app_service)
+    consumer = OtlpProviders.otlp(otel_stack.otlp_grpc_endpoint, consumer_service)
     yield app, consumer, app_service, consumer_service
     app.shutdown()
     consumer.shutdown()
@@ -82,7 +82,7 @@ def telemetry(otel_stack: OtelStack) -> Iterator[tuple[Telemetry, Telemetry, str
 
 def test_workload_reaches_prometheus_and_the_trace_store(
     otel_stack: OtelStack,
-    telemetry: tuple[Telemetry, Telemetry, str, str],
+    telemetry: tuple[OtlpProviders, OtlpProviders, str, str],
     e2e_postgres_dsn: str,
     e2e_redis_url: str,
     tmp_path: Path,
@@ -211,7 +211,7 @@ def test_workload_reaches_prometheus_and_the_trace_store(
         otel_stack.search_traceql('{ span.book.isbn = "x" } | count() > 1')
 
 
-def _send_traces(app: Telemetry, count: int, spans_per_trace: int) -> list[str]:
+def _send_traces(app: OtlpProviders, count: int, spans_per_trace: int) -> list[str]:
     tracer = app.tracer_provider.get_tracer("dbpulse.e2e")
     trace_ids = []
     for i in range(count):
@@ -233,7 +233,7 @@ def test_trace_store_outage_and_collector_crash_lose_no_spans(otel_stack: OtelSt
     SIGKILLed are still sent when it comes back.
     """
     service = _service("e2e-outage")
-    app = Telemetry.otlp(otel_stack.otlp_grpc_endpoint, service)
+    app = OtlpProviders.otlp(otel_stack.otlp_grpc_endpoint, service)
     traces, spans_per_trace = 20, 5
     stopped_at = time.monotonic()
     otel_stack.stop_trace_store()

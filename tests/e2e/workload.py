@@ -43,7 +43,7 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class Telemetry:
+class OtlpProviders:
     """SDK providers exporting over OTLP/gRPC to one collector endpoint."""
 
     tracer_provider: TracerProvider
@@ -51,7 +51,9 @@ class Telemetry:
     endpoint: str = ""
 
     @classmethod
-    def otlp(cls, endpoint: str, service_name: str, export_interval_ms: int = 1000) -> Telemetry:
+    def otlp(
+        cls, endpoint: str, service_name: str, export_interval_ms: int = 1000
+    ) -> OtlpProviders:
         resource = Resource.create({"service.name": service_name})
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(
@@ -88,8 +90,8 @@ class WorkloadResult:
 
 
 def run_workload(
-    app: Telemetry,
-    consumer: Telemetry,
+    app: OtlpProviders,
+    consumer: OtlpProviders,
     *,
     ops_per_system: int,
     sqlite_path: Path,
@@ -184,7 +186,7 @@ def _database_workload(ops: int, sqlite_path: Path, postgres_dsn: str | None) ->
     return report
 
 
-def _producer_consumer(tracer: Tracer, consumer: Telemetry, redis_url: str) -> str:
+def _producer_consumer(tracer: Tracer, consumer: OtlpProviders, redis_url: str) -> str:
     """PRODUCER span → message with traceparent in a Redis list → CONSUMER span (other service)."""
     import redis
 
