@@ -9,7 +9,7 @@ With dbpulse installed, ``opentelemetry-instrument python app.py`` loads:
 * dbpulse's instrumentors, through the ``opentelemetry_instrumentor`` entry points.
 
 ``DBPULSE_ENABLED=false`` starts with observation switched off (``dbpulse.set_enabled(True)``
-turns it on at run time).
+turns it on at run time). ``OTEL_SDK_DISABLED=true`` builds no SDK and switches dbpulse off.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from dbpulse.setup import configure, enabled_from_env, set_enabled
+from dbpulse.setup import configure, enabled_from_env, sdk_disabled, set_enabled
 
 __all__ = ["REPLACED", "DbpulseConfigurator", "DbpulseDistro"]
 
@@ -46,6 +46,11 @@ class DbpulseDistro(BaseDistro):
 
 class DbpulseConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
+        if sdk_disabled():
+            # As the SDK's own configurator does: no providers. dbpulse's wrappers then cost
+            # one flag check per call.
+            set_enabled(False)
+            return
         configure()
         if not enabled_from_env():
             set_enabled(False)

@@ -128,7 +128,15 @@ def is_enabled() -> bool:
 
 
 def enabled_from_env() -> bool:
-    return os.environ.get("DBPULSE_ENABLED", "true").strip().lower() not in _FALSE
+    """``DBPULSE_ENABLED`` (default true), and off whenever ``OTEL_SDK_DISABLED=true``."""
+    return not sdk_disabled() and (
+        os.environ.get("DBPULSE_ENABLED", "true").strip().lower() not in _FALSE
+    )
+
+
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true``: the SDK is off, so dbpulse observes nothing either."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):

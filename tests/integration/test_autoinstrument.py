@@ -96,13 +96,18 @@ def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: 
     assert writes == {"9780306406157": 2}
 
 
-def test_dbpulse_enabled_false_starts_switched_off(tmp_path: Path):
-    (tmp_path / "app.py").write_text(APP)
+@pytest.mark.parametrize("variable", ["DBPULSE_ENABLED=false", "OTEL_SDK_DISABLED=true"])
+def test_switched_off_from_the_environment_exports_nothing(tmp_path: Path, variable: str):
+    (tmp_path / "app.py").write_text(
+        APP + "import dbpulse\nprint('enabled', dbpulse.is_enabled())\n"
+    )
+    name, value = variable.split("=")
     env = {
         **os.environ,
         "OTEL_TRACES_EXPORTER": "console",
-        "OTEL_METRICS_EXPORTER": "none",
-        "DBPULSE_ENABLED": "false",
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+        name: value,
     }
     env.pop("APP_PG_DSN", None)
     launcher = shutil.which("opentelemetry-instrument")
@@ -117,4 +122,16 @@ def test_dbpulse_enabled_false_starts_switched_off(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     assert "app done" in result.stdout
+    assert "enabled False" in result.stdout
     assert [o for o in _objects(result.stdout) if "kind" in o] == []
+    exported = [
+        m["name"]
+        for o in _objects(result.stdout)
+        for rm in o.get("resource_metrics", [])
+        for sm in rm["scope_metrics"]
+        for m in sm["metrics"]
+        if any(p.get("value") or p.get("count") for p in m["data"]["data_points"])
+    ]
+    assert [m for m in exported if m.startswith(("db.", "dbpulse.db."))] == []
+    if name == "OTEL_SDK_DISABLED":
+        assert exported == []  # no SDK at all
