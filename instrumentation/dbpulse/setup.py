@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters
+from opentelemetry.sdk._configuration import (
+    _get_exporter_names,
+    _get_sampler,
+    _import_exporters,
+    _import_sampler,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -26,7 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from dbpulse.core.entities import EntityExtractor, IsbnExtractor
 from dbpulse.core.state import STATE
@@ -34,7 +39,6 @@ from dbpulse.core.statements import set_extractor
 from dbpulse.telemetry.export import AggregatingMetricExporter
 from dbpulse.telemetry.ids import FlowIdGenerator
 from dbpulse.telemetry.metrics import OPERATIONS
-from dbpulse.telemetry.sampler import LOAD, AdaptiveSampler
 
 __all__ = [
     "SYSTEMS",
@@ -169,6 +173,13 @@ class Telemetry:
         self.meter_provider.shutdown()
 
 
+def _sampler_from_env() -> Sampler | None:
+    """``OTEL_TRACES_SAMPLER`` as the SDK's configurator reads it (entry-point samplers such as
+    ``dbpulse_adaptive`` included); ``None`` lets ``TracerProvider`` apply the SDK default.
+    ``_import_sampler`` is private to opentelemetry-sdk, checked against 1.45."""
+    return _import_sampler(_get_sampler())
+
+
 def _id_generator() -> IdGenerator:
     return FlowIdGenerator()
 
@@ -233,8 +244,10 @@ def configure(
         ...
         telemetry.shutdown()
 
-    Traces: ``OTEL_TRACES_EXPORTER`` (default ``otlp``), sampler ``ParentBased(adaptive)``,
-    flow-aware trace ids, the viz feed when ``DBPULSE_VIZ_URL`` is set. Metrics:
+    Traces: ``OTEL_TRACES_EXPORTER`` (default ``otlp``), the application's sampler from
+    ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``;
+    dbpulse's own root spans are sampled adaptively whatever it is), flow-aware trace ids,
+    the viz feed when ``DBPULSE_VIZ_URL`` is set. Metrics:
     ``OTEL_METRICS_EXPORTER`` (default ``otlp``), each exporter wrapped in
     :class:`~dbpulse.AggregatingMetricExporter`. ``span_exporter``/``metric_exporter`` replace
     the environment's choice (tests, custom backends).
@@ -247,7 +260,7 @@ def configure(
         resource = Resource.create(defaults)
     tracer_provider = TracerProvider(
         resource=resource,
-        sampler=sampler or ParentBased(AdaptiveSampler(LOAD)),
+        sampler=sampler or _sampler_from_env(),
         id_generator=_id_generator(),
     )
     for processor in span_processors:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,6 +13,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
+from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
 from dbpulse.telemetry.spans import DirectSpans
 
 
@@ -50,11 +53,27 @@ def test_a_recorded_span_can_be_current_and_annotated_by_application_code():
 
 def test_a_dropped_span_is_non_recording_and_exports_nothing():
     spans, exporter = recorder(ALWAYS_OFF)
-    span = spans.start_span("send ch", context=Context())
+    # A child asks the provider's sampler (the application's): ALWAYS_OFF drops it.
+    parent = trace.NonRecordingSpan(
+        trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(1))
+    )
+    span = spans.start_span("send ch", context=trace.set_span_in_context(parent, Context()))
     assert not span.is_recording()
     assert span.get_span_context().is_valid  # ids still propagate
     span.end()
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_root_is_sampled_by_dbpulse_whatever_the_application_sampler():
+    spans, _ = recorder(ALWAYS_OFF)
+    try:
+        LOAD.configure(())  # no bands: the adaptive sampler keeps every root
+        assert spans.start_span("kept root", context=Context()).is_recording()
+        LOAD.configure(((0.0, 0.0),))  # aggregated from the first operation: no roots
+        LOAD.tick(time.perf_counter())
+        assert not spans.start_span("dropped root", context=Context()).is_recording()
+    finally:
+        LOAD.configure(DEFAULT_BANDS)
 
 
 def test_ending_twice_exports_once_and_late_writes_are_ignored():

@@ -46,6 +46,7 @@ from opentelemetry.util.types import Attributes
 __all__ = [
     "DEFAULT_BANDS",
     "LOAD",
+    "ROOTS",
     "AdaptiveSampler",
     "LoadMonitor",
     "adaptive_sampler_from_env",
@@ -273,3 +274,8 @@ def _with_threshold(state: TraceState, entry: str) -> TraceState:
 def adaptive_sampler_from_env(_arg: str | None = None) -> Sampler:
     """``OTEL_TRACES_SAMPLER=dbpulse_adaptive``: ``ParentBased(AdaptiveSampler)``."""
     return ParentBased(AdaptiveSampler(LOAD))
+
+
+ROOTS = AdaptiveSampler(LOAD)
+"""The sampler of dbpulse's own root spans (database calls without a parent, flows): the span
+recorder asks it instead of the provider's sampler, which the application's other roots keep."""

@@ -6,9 +6,12 @@ any attribute (~18 µs with seven attributes, ~23 µs with a ``BatchSpanProcesso
 machinery a leaf does not use (context handling, per-span locks, limits, a second copy at end).
 
 :class:`DirectSpans` does what the SDK does for such a span, with the provider's own parts: it
-asks the provider's sampler (with the real parent context), takes ids from the provider's id
-generator (so flow trace ids work), and on ``end()`` hands a finished ``ReadableSpan`` to the
-provider's span processors (``on_end``), which export it as usual. Measured: ~2.5 µs per span.
+asks the provider's sampler for a span with a parent (with the real parent context) and
+dbpulse's adaptive sampler (:data:`~dbpulse.telemetry.sampler.ROOTS`) for a root, takes ids
+from the provider's id generator (so flow trace ids work), and on ``end()`` hands a finished
+``ReadableSpan`` to the provider's span processors (``on_end``), which export it as usual.
+Measured: ~2.5 µs per span. (With :class:`TracerSpans` the provider's sampler decides roots
+too: the tracer makes the trace id, so dbpulse cannot decide before it.)
 
 The difference an application could notice: span processors' ``on_start`` is not called for
 database spans. ``DBPULSE_SPAN_MODE=sdk`` switches to :class:`TracerSpans` (the SDK's tracer,
@@ -31,6 +34,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
+
+from dbpulse.telemetry.sampler import ROOTS
 
 __all__ = ["DirectSpans", "TracerSpans", "span_recorder"]
 
@@ -191,10 +196,12 @@ class DirectSpans:
         parent = parent_span.get_span_context() if parent_span is not None else None
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
+            sampler = self.sampler  # the application's: ParentBased follows the parent
         else:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
-        result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            sampler = ROOTS  # dbpulse's own root: adaptive, whatever the application's sampler
+        result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
         decision = result.decision
         if not decision.is_recording():
             return None
