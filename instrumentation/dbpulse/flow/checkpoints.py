@@ -27,6 +27,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from dbpulse.telemetry.errors import error_type_of
+from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.ids import FLOW_TRACE_ID
 from dbpulse.telemetry.instruments import create_observables
 from dbpulse.telemetry.metrics import OPERATIONS
@@ -129,6 +130,14 @@ class FlowStats:
         self.malformed: dict[tuple[str, str], int] = {}
         self.overflow = 0
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self._counts, 0)
+        self.checkpoints.clear()
+        self.errors.clear()
+        self.malformed.clear()
+        self.overflow = 0
+
     def add(self, event: str, n: int = 1) -> None:
         with self._lock:
             self._counts[event] += n
@@ -174,6 +183,7 @@ class FlowStats:
 
 
 STATS = FlowStats()
+in_child_after_fork(STATS._after_fork_in_child)
 
 
 # --------------------------------------------------------------------------- telemetry handles

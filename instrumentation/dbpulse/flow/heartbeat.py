@@ -21,6 +21,7 @@ from types import TracebackType
 from opentelemetry import metrics
 
 from dbpulse.flow.checkpoints import EVENTS, STATS, PerMeterProvider
+from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.version import __version__
 
 __all__ = ["DEFAULT_INTERVAL", "Heartbeat", "interval_from_env", "set_subscription"]
@@ -114,6 +115,19 @@ class Heartbeat:
         self._event_attributes = {
             event: {"dbpulse.component": component, "dbpulse.event": event} for event in EVENTS
         }
+        in_child_after_fork(self._after_fork_in_child, weak=True)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child inherits no thread: a running heartbeat starts again there, with its
+        own uptime and the child's own (zeroed) event counts."""
+        running = self._thread is not None and not self._stop.is_set()
+        self._thread = None
+        self._stop = threading.Event()
+        self.started_at = time.time()
+        self.last_beat = None
+        self._reported = dict.fromkeys(self._reported, 0)
+        if running:
+            self.start()
 
     def start(self) -> Heartbeat:
         """Beat now, then every ``interval`` seconds from a daemon thread. Returns ``self``."""

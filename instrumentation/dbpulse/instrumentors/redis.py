@@ -37,6 +37,7 @@ from dbpulse.core.pipeline import traced_batch, traced_call, traced_call_async
 from dbpulse.core.state import Switch, warn_once
 from dbpulse.core.statements import Database, Statement, database
 from dbpulse.instrumentors import _stock
+from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.instruments import Instruments
 from dbpulse.telemetry.metrics import OPERATIONS
 
@@ -106,8 +107,13 @@ class _CacheCounts:
         with self.lock:
             self.counts.clear()
 
+    def _after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        self.counts.clear()
+
 
 CACHE = _CacheCounts()
+in_child_after_fork(CACHE._after_fork_in_child)
 _COMMANDS: dict[Any, Statement] = {}
 
 

@@ -31,6 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.instruments import Instruments
 from dbpulse.telemetry.sampler import LOAD
 from dbpulse.version import __version__
@@ -76,6 +77,15 @@ class Series:
         self.exemplars: list[tuple[float, int, int, int] | None] = [None] * (
             len(DURATION_BUCKETS) + 1
         )
+
+    def clear(self) -> None:
+        """Back to no operations, in place: statement caches keep pointing at this object."""
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+        self.rows = 0
+        self.exemplars = [None] * (len(DURATION_BUCKETS) + 1)
 
 
 class OperationMetrics:
@@ -206,6 +216,8 @@ class OperationMetrics:
             ]
         points = []
         for attributes, counts, total, low, high, exemplars in items:
+            if not any(counts):
+                continue  # zeroed by a reset (a forked child): nothing seen in this process
             points.append(
                 HistogramDataPoint(
                     attributes=attributes,
@@ -223,13 +235,19 @@ class OperationMetrics:
         return points
 
     def reset(self) -> None:
-        """Forget everything (tests)."""
+        """Forget every count (``dbpulse.testing.reset``; a forked child). Series are zeroed in
+        place, so the statements that cache them keep recording into the aggregate."""
         with self.lock:
-            self._series.clear()
+            for series in self._series.values():
+                series.clear()
             self.isbn_writes.clear()
             self.isbn_overflow = 0
             self._dropped.clear()
             self.start_time_ns = time.time_ns()
+
+    def _after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
 
     # -- SDK wiring -------------------------------------------------------------------------
 
@@ -347,4 +365,5 @@ def _limit_from_env() -> int:
 
 
 OPERATIONS = OperationMetrics(_limit_from_env())
+in_child_after_fork(OPERATIONS._after_fork_in_child)
 """The process-wide aggregate."""

@@ -43,6 +43,8 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from dbpulse.telemetry.fork import in_child_after_fork
+
 __all__ = [
     "DEFAULT_BANDS",
     "LOAD",
@@ -129,6 +131,10 @@ class LoadMonitor:
         self._lock = threading.Lock()
         self.configure(bands)
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self.configure(self._bands)
+
     def configure(self, bands: Sequence[tuple[float, float]]) -> None:
         self._bands = tuple(bands)
         self.window_start = time.perf_counter()
@@ -197,6 +203,7 @@ def _bands_from_env() -> tuple[tuple[float, float], ...]:
 
 LOAD = LoadMonitor(_bands_from_env())
 """The process-wide load monitor fed by every dbpulse instrumentor."""
+in_child_after_fork(LOAD._after_fork_in_child)
 
 
 def threshold_for(probability: float) -> int:
