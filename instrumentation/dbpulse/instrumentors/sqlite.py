@@ -121,7 +121,24 @@ class _Observed:
             None,
             self._dbp_executescript,
             (self, sql_script),
+            rowcount=_ChangesSince.count,
+            rows_from=_ChangesSince(self),
         )
+
+
+class _ChangesSince:
+    """Rows a script changed: the connection's ``total_changes`` after it minus before (the
+    driver's ``rowcount`` is -1 for ``executescript``)."""
+
+    __slots__ = ("before", "connection")
+
+    def __init__(self, owner: Any) -> None:
+        # A cursor's connection, or the connection (or proxy) itself.
+        self.connection = getattr(owner, "connection", owner)
+        self.before = self.connection.total_changes
+
+    def count(self) -> int:
+        return int(self.connection.total_changes - self.before)
 
 
 class _CursorMixin(_Observed):
