@@ -179,6 +179,15 @@ def test_a_client_over_its_rate_limit_gets_429_with_retry_after(
     assert socket_status == 403
     assert again.status_code == 202
 
+    # The token's holder (the feed with DBPULSE_VIZ_TOKEN) is not limited; others still are.
+    limits = {"rate_limit_per_s": 0.5, "rate_limit_burst": 1}
+    with viz_server(token="s3cret", **limits) as server, httpx.Client(base_url=server.url) as http:
+        anonymous = [http.get("/api/viz/stats").status_code for _ in range(2)]
+        bearer = {"Authorization": "Bearer s3cret"}
+        feed = [emit(http, {"events": [event()]}, **bearer).status_code for _ in range(20)]
+        assert_healthy(http)
+    assert anonymous == [200, 429] and feed == [202] * 20
+
 
 def test_origin_and_host_are_checked_on_http_and_websocket() -> None:
     with (

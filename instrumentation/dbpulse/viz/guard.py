@@ -7,7 +7,8 @@ Usage (``create_app`` installs it around the FastAPI app)::
 Every HTTP request and WebSocket handshake except ``GET /healthz`` passes, in order:
 
 1. the rate limit: a token bucket per client address (``rate_limit_per_s`` refilled,
-   ``rate_limit_burst`` deep); an empty bucket answers ``429`` with ``Retry-After``;
+   ``rate_limit_burst`` deep); an empty bucket answers ``429`` with ``Retry-After``. Requests
+   that carry the configured token are not limited (the feed with ``DBPULSE_VIZ_TOKEN``);
 2. ``Host`` must name the server: ``127.0.0.1``, ``localhost``, ``[::1]``, the configured bind
    address and ``allowed_hosts`` (``400`` otherwise; ``*`` allows any), which defeats DNS
    rebinding;
@@ -131,8 +132,10 @@ class Guard:
 
     def check(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
         headers = _headers(scope)
+        given = _given_token(scope, headers) if self.token is not None else None
+        trusted = given is not None and self._right(given)
         client = scope.get("client")
-        wait = self.limiter.take(str(client[0]) if client else "?")
+        wait = 0.0 if trusted else self.limiter.take(str(client[0]) if client else "?")
         if wait > 0:
             self.counters["rejected_rate"] += 1
             retry = str(max(1, math.ceil(wait)))
@@ -145,14 +148,14 @@ class Guard:
         if origin is not None and not self._origin_allowed(origin, host):
             self.counters["rejected_origin"] += 1
             return 403, "cross-origin request: add it to DBPULSE_VIZ_ALLOWED_ORIGINS", {}
-        if scope.get("path") in VIEW_PATHS and self.token is not None:
-            given = _given_token(scope, headers)
-            if (given is None and self.protect_views) or (
-                given is not None and not hmac.compare_digest(given.encode(), self.token)
-            ):
-                self.counters["rejected_view_token"] += 1
-                return 401, "missing or wrong token: send ?token= or a bearer token", {}
+        viewing = scope.get("path") in VIEW_PATHS and self.token is not None
+        if viewing and not trusted and (given is not None or self.protect_views):
+            self.counters["rejected_view_token"] += 1
+            return 401, "missing or wrong token: send ?token= or a bearer token", {}
         return None
+
+    def _right(self, given: str) -> bool:
+        return self.token is not None and hmac.compare_digest(given.encode(), self.token)
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         origin = origin.strip().rstrip("/").lower()
