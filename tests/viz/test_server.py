@@ -82,7 +82,9 @@ def test_oversized_bodies_are_refused() -> None:
 )
 def test_bad_payloads_get_a_clear_4xx(body: bytes, status: int, message: str) -> None:
     with viz_server() as server, httpx.Client(base_url=server.url) as http:
-        response = http.post("/api/viz/emit", content=body)
+        response = http.post(
+            "/api/viz/emit", content=body, headers={"Content-Type": "application/json"}
+        )
     assert response.status_code == status
     assert message in response.json()["error"]
 

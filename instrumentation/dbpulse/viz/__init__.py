@@ -5,7 +5,7 @@ Feed a viz server from an instrumented application (standard library only)::
     from dbpulse.viz import VizFeedProcessor
     tracer_provider.add_span_processor(VizFeedProcessor("http://127.0.0.1:8765"))
 
-Run the server (needs the ``viz`` extra: FastAPI and uvicorn)::
+Run the server (needs the ``viz`` extra: FastAPI, uvicorn and prometheus_client)::
 
     dbpulse viz --port 8765            # or: from dbpulse.viz import serve; serve(port=8765)
 

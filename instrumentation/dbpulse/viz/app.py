@@ -15,7 +15,9 @@ Usage::
 Endpoints: ``POST /api/viz/emit`` (``{"events": [...]}``, bearer token when configured),
 ``WS /ws/viz``, ``GET /api/viz/recent``, ``GET /api/viz/replay``, ``GET /api/viz/isbns``,
 ``GET /api/viz/top``, ``GET /api/viz/stats``, ``GET /healthz``, ``GET /metrics`` and the sphere
-page at ``/``. ``docs/viz.md`` has the details. Needs the ``viz`` extra (FastAPI, uvicorn).
+page at ``/``. Every request passes :class:`~dbpulse.viz.guard.Guard` first (rate limit,
+``Host``, ``Origin``, viewing token). ``docs/viz.md`` has the details and the limits. Needs the
+``viz`` extra (FastAPI, uvicorn, prometheus_client).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -33,11 +36,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dbpulse.viz.config import VizConfig
 from dbpulse.viz.events import EMIT_PATH, PayloadError, parse_payload
+from dbpulse.viz.exposition import hub_registry
+from dbpulse.viz.guard import Guard
 from dbpulse.viz.hub import Client, Hub
 from dbpulse.viz.slots import load_isbns
 
@@ -46,10 +52,30 @@ __all__ = ["VizServer", "create_app", "serve"]
 _log = logging.getLogger("dbpulse.viz")
 
 STATIC_DIR = Path(__file__).parent / "static"
+WS_MAX_MESSAGE_BYTES = 1 << 20
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(payload: Any) -> Response:
+    """JSON that cannot fail on a stored non-finite number (it becomes ``null``)."""
+    try:
+        body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        body = json.dumps(_finite(payload), allow_nan=False, separators=(",", ":"))
+    return Response(body, media_type="application/json")
 
 
 def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
@@ -71,7 +97,9 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
                 hub.slots.learn(isbn)
             hub.counters["isbns_loaded"] = len(isbns)
             _log.info("dbpulse: loaded %d ISBNs from %s", len(isbns), config.isbn_table)
+        hub.upkeep_task = asyncio.create_task(hub.run_upkeep())
         task = asyncio.create_task(hub.run_redis()) if config.redis_url else None
+        hub.redis_task = task
         if task is not None:
             for _ in range(50):  # give the subscription a moment so the first emits use it
                 if hub.redis_listening:
@@ -80,16 +108,22 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            for running in (task, hub.upkeep_task):
+                if running is not None:
+                    running.cancel()
+                    with contextlib.suppress(BaseException):
+                        await running
             if hub.redis is not None:
                 with contextlib.suppress(Exception):
                     await hub.redis.aclose()
 
-    app = FastAPI(title="dbpulse viz", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="dbpulse viz", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.hub = hub
+    app.add_middleware(Guard, config=config, counters=hub.counters)
+    registry = hub_registry(hub)
+    cap = max(1, config.max_response_events)
 
     @app.post(EMIT_PATH, status_code=202)
     async def emit(request: Request) -> Response:
@@ -104,6 +138,10 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
                     "send 'Authorization: Bearer <DBPULSE_VIZ_TOKEN>'",
                     {"WWW-Authenticate": "Bearer"},
                 )
+        media_type = request.headers.get("content-type", "").split(";", 1)[0]
+        if media_type.strip().lower() != "application/json":
+            hub.counters["rejected_content_type"] += 1
+            return _error(415, "send the events with 'Content-Type: application/json'")
         limit = config.max_body_bytes
         declared = request.headers.get("content-length")
         too_big = f"body larger than {limit} bytes: send smaller batches"
@@ -178,21 +216,21 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
         table: str | None = None,
         operation: str | None = None,
         isbn: str | None = None,
-        limit: int = Query(1000, ge=0, le=100_000),
-    ) -> JSONResponse:
-        return JSONResponse({"events": hub.recent(table, operation, isbn, limit)})
+        limit: int = Query(0, ge=0),
+    ) -> Response:
+        return _json({"events": hub.recent(table, operation, isbn, min(limit or cap, cap))})
 
     @app.get("/api/viz/replay")
     async def replay(
-        seconds: float = Query(300.0, gt=0),
+        seconds: float = Query(300.0, gt=0, allow_inf_nan=False),
         table: str | None = None,
         operation: str | None = None,
         isbn: str | None = None,
-        limit: int = Query(100_000, ge=0, le=1_000_000),
-    ) -> JSONResponse:
+        limit: int = Query(0, ge=0),
+    ) -> Response:
         now = time.time()
-        events = hub.replay_window(seconds, table, operation, isbn, limit)
-        return JSONResponse(
+        events = hub.replay_window(seconds, table, operation, isbn, min(limit or cap, cap))
+        return _json(
             {"from": now - min(seconds, config.replay_seconds), "to": now, "events": events}
         )
 
@@ -209,28 +247,21 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
         )
 
     @app.get("/api/viz/top")
-    async def top(n: int = Query(50, ge=1, le=1000)) -> JSONResponse:
-        return JSONResponse({"top": hub.top(n)})
+    async def top(n: int = Query(50, ge=1, le=1000)) -> Response:
+        return _json({"top": hub.top(n)})
 
     @app.get("/api/viz/stats")
-    async def stats() -> JSONResponse:
-        return JSONResponse(hub.stats())
+    async def stats() -> Response:
+        return _json(hub.stats())
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        ok = hub.redis_state in ("disabled", "connected")
-        return JSONResponse(
-            {
-                "status": "ok" if ok else "degraded",
-                "clients": len(hub.clients),
-                "redis": hub.redis_state,
-            },
-            status_code=200,
-        )
+        status, body = hub.health()
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics")
-    async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(hub.prometheus(), media_type="text/plain; version=0.0.4")
+    async def prometheus() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/")
     async def index() -> FileResponse:
@@ -254,7 +285,7 @@ class VizServer:
                 port=self.config.port,
                 log_level="warning",
                 access_log=False,
-                ws_max_size=1 << 20,
+                ws_max_size=WS_MAX_MESSAGE_BYTES,
             )
         )
         self._thread: threading.Thread | None = None
@@ -304,4 +335,5 @@ def serve(config: VizConfig | None = None, **overrides: Any) -> None:
         port=config.port,
         log_level="info",
         access_log=False,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
     )

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["VizConfig", "feed_options_from_env"]
+__all__ = ["VizConfig", "feed_options_from_env", "names"]
 
 _log = logging.getLogger("dbpulse.viz")
 
 
 @dataclass
 class VizConfig:
-    """Everything the viz server can be told. ``from_env`` reads ``DBPULSE_VIZ_*``."""
+    """Everything the viz server can be told. ``from_env`` reads ``DBPULSE_VIZ_*``.
+
+    The limits against hostile clients: ``max_response_events`` bounds ``/api/viz/recent`` and
+    ``/api/viz/replay``; ``max_label_values`` distinct tables and operations are kept in the
+    counters (the rest under ``OVERFLOW_LABEL``); ``rate_limit_per_s``/``rate_limit_burst`` is
+    each client address's token bucket (0 switches it off); ``allowed_hosts`` and
+    ``allowed_origins`` (comma-separated) add to loopback names and same-origin requests;
+    ``protect_views`` makes the viewing endpoints require the token as well.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8765
@@ -44,6 +53,13 @@ class VizConfig:
     isbn_db: str | None = None
     isbn_table: str | None = None
     isbn_column: str = "isbn"
+    max_response_events: int = 20_000
+    max_label_values: int = 1000
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 400
+    allowed_hosts: str = ""
+    allowed_origins: str = ""
+    protect_views: bool = False
 
     @classmethod
     def from_env(cls, **overrides: Any) -> VizConfig:
@@ -57,7 +73,9 @@ class VizConfig:
                 continue
             default = field.default
             try:
-                if isinstance(default, int):
+                if isinstance(default, bool):
+                    values[field.name] = _parse_bool(text)
+                elif isinstance(default, int):
                     values[field.name] = int(text)
                 elif isinstance(default, float):
                     values[field.name] = float(text)
@@ -67,6 +85,24 @@ class VizConfig:
                 _log.warning("dbpulse: %s=%r is not valid; ignored", variable, text)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def names(value: str | Iterable[str] | None) -> list[str]:
+    """``"a, b"`` (or a sequence) as ``["a", "b"]``: how ``allowed_hosts`` and
+    ``allowed_origins`` are given."""
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item and item.strip()]
 
 
 def feed_options_from_env() -> dict[str, Any]:

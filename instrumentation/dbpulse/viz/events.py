@@ -25,6 +25,7 @@ fields only, types checked, ISBN-10s normalised to ISBN-13). ``docs/viz.md`` sho
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_EVENTS_PER_REQUEST",
     "PayloadError",
     "db_write",
+    "loads_strict",
     "normalize_event",
     "parse_payload",
     "table_writes",
@@ -126,8 +128,8 @@ def normalize_event(raw: Any, index: int, received: float) -> dict[str, Any]:
     if not operation:
         raise PayloadError(f"events[{index}].operation is required (insert, update, delete...)")
     timestamp = raw.get("timestamp", received)
-    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
-        raise PayloadError(f"events[{index}].timestamp must be seconds since the epoch")
+    if not _finite_number(timestamp):
+        raise PayloadError(f"events[{index}].timestamp must be finite seconds since the epoch")
     count = raw.get("count", 1)
     if not isinstance(count, int | float) or isinstance(count, bool) or not 0 <= count <= 1e12:
         raise PayloadError(f"events[{index}].count must be a non-negative number")
@@ -149,12 +151,42 @@ def normalize_event(raw: Any, index: int, received: float) -> dict[str, Any]:
     return event
 
 
-def parse_payload(body: bytes, received: float) -> list[dict[str, Any]]:
-    """The events of one emit request body, checked; :class:`PayloadError` says what is off."""
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
     try:
-        payload = json.loads(body)
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def _refuse_constant(name: str) -> float:
+    raise PayloadError(f"non-finite number {name} refused: JSON has no NaN or Infinity")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise PayloadError(f"number {text[:40]} is out of range (not a finite float)")
+    return value
+
+
+def loads_strict(body: bytes | str) -> Any:
+    """``json.loads`` for untrusted bodies: bad or too deeply nested JSON is a 400, a
+    non-finite number (``NaN``, ``Infinity``, ``1e999``) a 422, as :class:`PayloadError`."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except PayloadError:
+        raise
+    except RecursionError:
+        raise PayloadError("body is nested too deeply", 400) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}", 400) from None
+
+
+def parse_payload(body: bytes, received: float) -> list[dict[str, Any]]:
+    """The events of one emit request body, checked; :class:`PayloadError` says what is off."""
+    payload = loads_strict(body)
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise PayloadError('body must be a JSON object {"events": [...]}')
     raw_events = payload["events"]

@@ -22,18 +22,22 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dbpulse.viz.config import VizConfig
+from dbpulse.viz.events import loads_strict, normalize_event
 from dbpulse.viz.slots import SlotTable
 
 if TYPE_CHECKING:
     from fastapi import WebSocket
 
-__all__ = ["Client", "Hub"]
+__all__ = ["OVERFLOW_LABEL", "Client", "Hub"]
 
 _log = logging.getLogger("dbpulse.viz")
+
+OVERFLOW_LABEL = "__overflow__"
+"""The table or operation counted for names beyond ``max_label_values``."""
+_STALE_BEAT_S = 10.0
 
 
 class Client:
@@ -111,6 +115,11 @@ class Hub:
             "rejected_auth": 0,
             "rejected_size": 0,
             "rejected_payload": 0,
+            "rejected_content_type": 0,
+            "rejected_rate": 0,
+            "rejected_host": 0,
+            "rejected_origin": 0,
+            "rejected_view_token": 0,
             "ws_connections": 0,
             "ws_messages_sent": 0,
             "ws_messages_dropped": 0,
@@ -120,9 +129,13 @@ class Hub:
             "redis_errors": 0,
             "isbns_loaded": 0,
         }
+        self.label_overflow: dict[str, int] = {"table": 0, "operation": 0, "table_writes": 0}
         self.redis: Any = None
         self.redis_state = "disabled" if not config.redis_url else "connecting"
         self.redis_listening = False
+        self.redis_task: asyncio.Task[None] | None = None
+        self.upkeep_task: asyncio.Task[None] | None = None
+        self.beat = time.monotonic()
 
     # ingest: from POST (then maybe Redis) -------------------------------------------------------
 
@@ -160,25 +173,68 @@ class Hub:
             table = event.get("table")
             count = event.get("count", 1)
             if event["type"] == "table_writes":
-                key = (table or "", event["operation"])
-                self.exact_by_table[key] = self.exact_by_table.get(key, 0) + count
+                self._count_exact(table or "", event["operation"], count)
                 continue
             ring.append(event)
             replay.append(event)
             writes += count
-            operation = event["operation"]
+            operation = self._label("operation", event["operation"], self.by_operation)
             self.by_operation[operation] = self.by_operation.get(operation, 0) + count
             if table:
+                table = self._label("table", table, self.by_table)
                 self.by_table[table] = self.by_table.get(table, 0) + count
-                self.tables.add(table)
+                if table != OVERFLOW_LABEL:
+                    self.tables.add(table)
             isbn = event.get("isbn")
             if isbn and event.get("slot") is not None:
                 self.isbn_counts[isbn] = self.isbn_counts.get(isbn, 0) + count
         self.rate.add(writes, now)
+        self.prune(now)
+        self.broadcast(json.dumps({"type": "events", "events": events}, separators=(",", ":")))
+
+    def _label(self, label: str, value: str, known: dict[str, float]) -> str:
+        if value in known or len(known) < self.config.max_label_values:
+            return value
+        self.label_overflow[label] += 1
+        return OVERFLOW_LABEL
+
+    def _count_exact(self, table: str, operation: str, count: float) -> None:
+        key = (table, operation)
+        exact = self.exact_by_table
+        if key not in exact and len(exact) >= self.config.max_label_values:
+            self.label_overflow["table_writes"] += 1
+            key = (OVERFLOW_LABEL, OVERFLOW_LABEL)
+        exact[key] = exact.get(key, 0) + count
+
+    def prune(self, now: float) -> None:
+        """Forget replay events older than ``replay_seconds``."""
+        replay = self.replay
         horizon = now - self.config.replay_seconds
         while replay and replay[0]["received"] < horizon:
             replay.popleft()
-        self.broadcast(json.dumps({"type": "events", "events": events}, separators=(",", ":")))
+
+    async def run_upkeep(self, interval: float = 1.0) -> None:
+        """The ingest loop's heartbeat (``/healthz``): prunes the replay window each tick."""
+        while True:
+            self.beat = time.monotonic()
+            self.prune(time.time())
+            await asyncio.sleep(interval)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``/healthz``: 503 when the ingest loop stopped or a configured Redis is down."""
+        upkeep = self.upkeep_task
+        ingest_ok = (
+            upkeep is not None
+            and not upkeep.done()
+            and time.monotonic() - self.beat < _STALE_BEAT_S
+        )
+        redis_task = self.redis_task
+        redis_ok = self.redis_state in ("disabled", "connected") and not (
+            self.config.redis_url and (redis_task is None or redis_task.done())
+        )
+        status = "ok" if ingest_ok and redis_ok else "degraded" if ingest_ok else "down"
+        body = {"status": status, "clients": len(self.clients), "redis": self.redis_state}
+        return (200 if status == "ok" else 503), body
 
     def broadcast(self, message: str) -> None:
         limit = self.config.slow_client_drop_limit
@@ -232,6 +288,7 @@ class Hub:
             "writes_per_s": self.rate.value(now),
             "writes_by_operation": self.by_operation,
             "writes_by_table": self.by_table,
+            "label_overflow": dict(self.label_overflow),
             "exact_writes": [
                 {"table": t or None, "operation": o, "count": c}
                 for (t, o), c in sorted(self.exact_by_table.items())
@@ -241,90 +298,6 @@ class Hub:
             **self.counters,
             "isbns_unplaced": self.slots.unplaced,
         }
-
-    def prometheus(self) -> str:
-        lines = []
-
-        def metric(
-            name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]
-        ) -> None:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                lines.append(f"{name}{labels} {value}")
-
-        c = self.counters
-        metric(
-            "dbpulse_viz_events_received_total",
-            "counter",
-            "Events accepted by /api/viz/emit.",
-            [("", c["events_received"])],
-        )
-        metric(
-            "dbpulse_viz_batches_received_total",
-            "counter",
-            "Accepted emit requests.",
-            [("", c["batches_received"])],
-        )
-        metric(
-            "dbpulse_viz_emit_rejected_total",
-            "counter",
-            "Refused emit requests by reason.",
-            [
-                ('{reason="auth"}', c["rejected_auth"]),
-                ('{reason="size"}', c["rejected_size"]),
-                ('{reason="payload"}', c["rejected_payload"]),
-            ],
-        )
-        metric(
-            "dbpulse_viz_ws_clients",
-            "gauge",
-            "Connected WebSocket clients.",
-            [("", len(self.clients))],
-        )
-        metric(
-            "dbpulse_viz_ws_messages_sent_total",
-            "counter",
-            "Messages sent to clients.",
-            [("", c["ws_messages_sent"])],
-        )
-        metric(
-            "dbpulse_viz_ws_messages_dropped_total",
-            "counter",
-            "Messages skipped for clients whose queue was full.",
-            [("", c["ws_messages_dropped"])],
-        )
-        metric(
-            "dbpulse_viz_ws_slow_disconnects_total",
-            "counter",
-            "Clients disconnected for being too slow.",
-            [("", c["ws_slow_disconnects"])],
-        )
-        metric(
-            "dbpulse_viz_known_isbns",
-            "gauge",
-            "ISBNs with a slot on the sphere.",
-            [("", len(self.slots))],
-        )
-        metric(
-            "dbpulse_viz_isbns_unplaced_total",
-            "counter",
-            "ISBNs refused beyond max_isbns.",
-            [("", self.slots.unplaced)],
-        )
-        metric(
-            "dbpulse_viz_redis_errors_total",
-            "counter",
-            "Redis publish/subscribe errors.",
-            [("", c["redis_errors"])],
-        )
-        metric(
-            "dbpulse_viz_writes_total",
-            "counter",
-            "Writes seen, by operation.",
-            [(f'{{operation="{op}"}}', n) for op, n in sorted(self.by_operation.items())],
-        )
-        return "\n".join(lines) + "\n"
 
     # Redis backbone -----------------------------------------------------------------------------
 
@@ -345,7 +318,10 @@ class Hub:
                         continue
                     self.counters["redis_received"] += 1
                     try:
-                        events = json.loads(message["data"])["events"]
+                        # A replica's checked events, checked again: Redis is another door.
+                        now = time.time()
+                        raw = loads_strict(message["data"])["events"]
+                        events = [normalize_event(e, i, now) for i, e in enumerate(raw)]
                         self.place(events)  # adopt the publisher's slots where they are free
                         self.deliver(events)
                     except Exception:

@@ -23,6 +23,11 @@
   const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
   const REPLAY_S = 300;
   const params = new URLSearchParams(location.search);
+  // With a token set on the server, open the page as /?token=... : the page passes it on to
+  // the viewing endpoints and the socket (which accept it as ?token=).
+  const TOKEN = params.get("token");
+  const withToken = (path) =>
+    TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path;
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("sphere");
@@ -210,7 +215,7 @@
   }
 
   async function loadLayout() {
-    const res = await fetch("/api/viz/isbns");
+    const res = await fetch(withToken("/api/viz/isbns"));
     const data = await res.json();
     if (data.capacity !== capacity && count === 0) capacity = data.capacity;
     for (let i = 0; i < data.isbns.length; i++) ensureOrb(data.isbns[i], data.slots[i]);
@@ -218,7 +223,7 @@
   }
 
   async function loadTop() {
-    const res = await fetch("/api/viz/top?n=15");
+    const res = await fetch(withToken("/api/viz/top?n=15"));
     const data = await res.json();
     for (const item of data.top) {
       const index = ensureOrb(item.isbn, item.slot);
@@ -231,7 +236,7 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/ws/viz`);
+    socket = new WebSocket(withToken(`${scheme}://${location.host}/ws/viz`));
     socket.onopen = () => {
       retry = 0;
       setConn("live");
@@ -265,7 +270,7 @@
     lastFrame: 0 };
 
   async function startReplay() {
-    const res = await fetch(`/api/viz/replay?seconds=${REPLAY_S}`);
+    const res = await fetch(withToken(`/api/viz/replay?seconds=${REPLAY_S}`));
     const data = await res.json();
     replay.events = data.events.filter((e) => e.type !== "table_writes");
     replay.events.sort((a, b) => a.timestamp - b.timestamp);
