@@ -389,3 +389,17 @@ def test_a_custom_extractor_names_the_span_attribute_and_the_metric_label(db, ot
     points = otel.points("dbpulse.db.isbn.writes")
     assert sorted(p.attributes["shop.order_id"] for p in points) == ["ORD-1", "ORD-2", "ORD-3"]
     assert all("book.isbn" not in p.attributes for p in points)
+
+
+def test_executescript_counts_the_rows_the_script_changed(db, otel):
+    db.executescript(
+        f"""
+        INSERT INTO books (isbn) VALUES ('{ISBN}');
+        INSERT INTO books (isbn) VALUES ('{OTHER}'), ('x');
+        UPDATE books SET price = 1;
+        """
+    )
+    db.cursor().executescript("DELETE FROM books WHERE isbn = 'x'")
+    assert db.total_changes == 7  # the driver's own count: 1 + 2 + 3 + 1
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "BATCH"}) == 6
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "DELETE"}) == 1
