@@ -403,3 +403,23 @@ def test_executescript_counts_the_rows_the_script_changed(db, otel):
     assert db.total_changes == 7  # the driver's own count: 1 + 2 + 3 + 1
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "BATCH"}) == 6
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "DELETE"}) == 1
+
+
+def test_returning_writes_are_counted_once_their_rows_are_read(db, otel):
+    # What Django and SQLAlchemy emit for autoincrement keys on SQLite: rowcount is 0 until
+    # the rows are read, so the count is taken then.
+    one = db.execute("INSERT INTO books (isbn) VALUES (?) RETURNING rowid", (ISBN,))
+    assert one.fetchone() is not None
+    many = db.cursor()
+    many.execute("INSERT INTO books (isbn) VALUES ('a'), ('b'), ('c') RETURNING rowid")
+    assert len(many.fetchall()) == 3
+    assert len(list(db.execute("INSERT INTO books (isbn) VALUES ('d'), ('e') RETURNING isbn"))) == 2
+    updated = db.execute("UPDATE books SET price = 2 RETURNING isbn")
+    assert len(updated.fetchmany(4)) + len(updated.fetchmany(10)) == 6
+    assert db.total_changes == 12  # the driver's own count: 1 + 3 + 2 inserts, 6 updates
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "INSERT"}) == 6
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "UPDATE"}) == 6
+    assert otel.value("dbpulse.db.isbn.writes", **{"book.isbn": ISBN}) == 1
+    # One span per statement, as for any other write; the cursors stay the driver's type.
+    assert span_names(otel).count("INSERT books") == 3
+    assert isinstance(one, sqlite3.Cursor) and type(one) is type(db.cursor())

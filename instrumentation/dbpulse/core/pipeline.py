@@ -31,7 +31,7 @@ from dbpulse.telemetry.errors import error_type_of
 from dbpulse.telemetry.metrics import OPERATIONS, Series
 from dbpulse.telemetry.sampler import LOAD
 
-__all__ = ["Call", "keys_for_rows", "traced_batch", "traced_call", "traced_call_async"]
+__all__ = ["Call", "call_keys", "keys_for_rows", "traced_batch", "traced_call", "traced_call_async"]
 
 R = TypeVar("R")
 RowCount = Callable[[Any], int]
@@ -75,7 +75,7 @@ def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(first + second))
 
 
-def _call_keys(stmt: Statement, params: Any) -> tuple[str, ...]:
+def call_keys(stmt: Statement, params: Any) -> tuple[str, ...]:
     """The keys of one call: the statement's literals plus those in its parameters."""
     extractor = STATE.extractor
     if extractor is None:
@@ -87,7 +87,7 @@ def _call_keys(stmt: Statement, params: Any) -> tuple[str, ...]:
 
 def keys_for_rows(stmt: Statement, rows: Any) -> list[tuple[str, ...]]:
     """Keys per parameter row of a batch (``executemany``)."""
-    return [_call_keys(stmt, row) for row in rows] if STATE.extractor is not None else []
+    return [call_keys(stmt, row) for row in rows] if STATE.extractor is not None else []
 
 
 def _flatten(per_row: list[tuple[str, ...]]) -> tuple[str, ...]:
@@ -149,7 +149,7 @@ class Call:
                 call.keys = keys
             elif stmt.is_write or want:
                 # Writes need their keys for the exact metrics; reads only when a span shows them.
-                call.keys = _call_keys(stmt, params)
+                call.keys = call_keys(stmt, params)
             if want:
                 call.span = switch.spans.start(
                     stmt.span_name, _span_attributes(stmt, db, call.keys, None), _current_context()
@@ -304,7 +304,7 @@ def traced_call(
     This is the hot path, written once and measured (benchmarks/overhead.py): with no span it
     is a context read, one key extraction for writes, two clock reads and one locked update.
     """
-    keys = _call_keys(stmt, params) if stmt.is_write else ()
+    keys = call_keys(stmt, params) if stmt.is_write else ()
     span = _current_context().get(_SPAN_KEY)
     if LOAD.probability > 0.0 or (span is not None and span.get_span_context().is_valid):
         call = Call.begin(switch, db, stmt, params, keys if stmt.is_write else None)
@@ -392,5 +392,5 @@ class _RowCounter:
         for row in self._iterable:
             self.rows += 1
             if stmt is not None and len(self.keys) < MAX_LAZY_ROWS_WITH_KEYS:
-                self.keys.append(_call_keys(stmt, row))
+                self.keys.append(call_keys(stmt, row))
             yield row

@@ -8,6 +8,7 @@ cached per database).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dbpulse.core.entities import EntityExtractor
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 STATEMENT_CACHE_SIZE = 4096
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
 class Database:
@@ -62,6 +64,7 @@ class Statement:
         "is_write",
         "literal_keys",
         "operation",
+        "returning",
         "series",
         "span_attributes",
         "span_name",
@@ -79,6 +82,9 @@ class Statement:
         self.span_name = (
             f"{self.operation} {self.collection}" if self.collection else self.operation
         )
+        # A write whose rows come back (INSERT ... RETURNING): drivers know its row count only
+        # once the rows are read.
+        self.returning = self.is_write and _RETURNING.search(self.text) is not None
         self.literal_keys: tuple[str, ...] = ()
         if extractor is not None:
             self.literal_keys = guarded_keys(extractor.from_sql, sql)
@@ -104,6 +110,7 @@ class Statement:
         stmt.is_write = is_write
         stmt.span_name = stmt.summary
         stmt.literal_keys = ()
+        stmt.returning = False
         stmt.series = {}
         stmt.span_attributes = {}
         return stmt

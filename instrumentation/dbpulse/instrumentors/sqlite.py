@@ -35,6 +35,7 @@ from dbpulse.core.pipeline import traced_batch, traced_call
 from dbpulse.core.state import Switch
 from dbpulse.core.statements import Database, database, statement, statement_cache
 from dbpulse.instrumentors import _stock
+from dbpulse.instrumentors.sqlite_returning import count_when_read
 from dbpulse.telemetry.metrics import OPERATIONS
 
 __all__ = ["SQLite3Instrumentor"]
@@ -87,15 +88,23 @@ class _Observed:
     def execute(self, sql: str, parameters: Any = (), /) -> Any:
         if not SWITCH.on or type(sql) is not str:
             return self._dbp_execute(self, sql, parameters)
-        return traced_call(
+        stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
+        if stmt.returning and not isinstance(self, sqlite3.Cursor):
+            # Connection.execute makes a plain cursor in C, whose reads can't be watched: run
+            # it as the documented equivalent, cursor().execute(), on one of ours.
+            return self.cursor().execute(sql, parameters)
+        cursor = traced_call(
             SWITCH,
             self._dbpulse_db,
-            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
+            stmt,
             parameters,
             self._dbp_execute,
             (self, sql, parameters),
             rowcount=_rowcount,
         )
+        if stmt.returning:
+            count_when_read(cursor, self._dbpulse_db, stmt, parameters)
+        return cursor
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
         if not SWITCH.on or type(sql) is not str:

@@ -177,6 +177,16 @@ class OperationMetrics:
         index = bisect_left(DURATION_BUCKETS, duration)
         series.exemplars[index] = (duration, time.time_ns(), span_id, trace_id)
 
+    def add_rows(self, series: Series, rows: int, keys: tuple[str, ...], stmt: Any) -> None:
+        """Rows of an operation already recorded, known only later (``INSERT ... RETURNING``
+        once its rows are read)."""
+        if rows <= 0:
+            return
+        with self.lock:
+            series.rows += rows
+            if keys:
+                self._count_keys(stmt, keys)
+
     def count_dropped(self, component: str, n: int = 1) -> None:
         with self.lock:
             self._dropped[component] = self._dropped.get(component, 0) + n
