@@ -21,7 +21,7 @@ from dbpulse.core.pipeline import Call, traced_call
 from dbpulse.core.state import Switch
 from dbpulse.core.statements import Database, Statement, statement
 
-__all__ = ["SWITCH", "RelationProxy", "unwrapped"]
+__all__ = ["SWITCH", "Observed", "RelationProxy", "unwrapped"]
 
 SWITCH = Switch("duckdb")
 _SYSTEM = "duckdb"
@@ -52,14 +52,16 @@ _TARGET_KEYWORDS = ("table_name", "view_name", "file_name")
 _RANDOM_ALIAS = re.compile(r'"([A-Za-z_]+)_[0-9a-f]{16}"')
 
 
+class Observed(wrapt.ObjectProxy):
+    """dbpulse's proxies of DuckDB objects (and only those are unwrapped for DuckDB)."""
+
+
 def unwrapped(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
     """Arguments with dbpulse's proxies replaced by what they wrap (DuckDB checks types)."""
-    if any(isinstance(a, wrapt.ObjectProxy) for a in args):
-        args = tuple(a.__wrapped__ if isinstance(a, wrapt.ObjectProxy) else a for a in args)
-    if kwargs and any(isinstance(v, wrapt.ObjectProxy) for v in kwargs.values()):
-        kwargs = {
-            k: v.__wrapped__ if isinstance(v, wrapt.ObjectProxy) else v for k, v in kwargs.items()
-        }
+    if any(isinstance(a, Observed) for a in args):
+        args = tuple(a.__wrapped__ if isinstance(a, Observed) else a for a in args)
+    if kwargs and any(isinstance(v, Observed) for v in kwargs.values()):
+        kwargs = {k: v.__wrapped__ if isinstance(v, Observed) else v for k, v in kwargs.items()}
     return args, kwargs
 
 
@@ -72,7 +74,7 @@ def _target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return ""
 
 
-class RelationProxy(wrapt.ObjectProxy):
+class RelationProxy(Observed):
     """An observed ``DuckDBPyRelation``: ``isinstance`` checks and every method keep working."""
 
     def __init__(

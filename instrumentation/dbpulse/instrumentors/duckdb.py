@@ -35,12 +35,11 @@ from collections.abc import Collection
 from typing import Any
 
 import duckdb
-import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from dbpulse.core.pipeline import traced_batch, traced_call
 from dbpulse.core.statements import Database, Statement, database, statement, statement_cache
-from dbpulse.instrumentors._duckdb_relation import SWITCH, RelationProxy, unwrapped
+from dbpulse.instrumentors._duckdb_relation import SWITCH, Observed, RelationProxy, unwrapped
 from dbpulse.telemetry.metrics import OPERATIONS
 
 __all__ = ["SWITCH", "DuckDBInstrumentor"]
@@ -139,7 +138,7 @@ def _statement_for(query: Any) -> Statement | None:
     return _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
 
 
-class _ConnectionProxy(wrapt.ObjectProxy):
+class _ConnectionProxy(Observed):
     """An observed ``DuckDBPyConnection``; every other method and property is the connection's."""
 
     def __init__(self, connection: Any, db: Database) -> None:
