@@ -14,7 +14,7 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
 * :func:`instrument`, :func:`uninstrument`, :func:`set_enabled`, :func:`is_enabled`,
   :func:`configure`
 * the instrumentors :class:`SQLite3Instrumentor`, :class:`PsycopgInstrumentor`,
-  :class:`RedisInstrumentor` (and their ``instrument_connection``)
+  :class:`RedisInstrumentor`, :class:`DuckDBInstrumentor` (and their ``instrument_connection``)
 * :class:`AdaptiveSampler`, :class:`AggregatingMetricExporter`
 * :class:`IsbnExtractor` and the :class:`EntityExtractor` protocol
 * ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
@@ -41,6 +41,7 @@ __all__ = [
     "AdaptiveSampler",
     "AggregatingMetricExporter",
     "ConfigurationError",
+    "DuckDBInstrumentor",
     "EntityExtractor",
     "IsbnExtractor",
     "PsycopgInstrumentor",
@@ -67,4 +68,8 @@ def __getattr__(name: str) -> object:
         from dbpulse.instrumentors.redis import RedisInstrumentor
 
         return RedisInstrumentor
+    if name == "DuckDBInstrumentor":
+        from dbpulse.instrumentors.duckdb import DuckDBInstrumentor
+
+        return DuckDBInstrumentor
     raise AttributeError(f"module 'dbpulse' has no attribute {name!r}")

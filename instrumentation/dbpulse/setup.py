@@ -52,7 +52,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-SYSTEMS = ("sqlite", "postgresql", "redis")
+SYSTEMS = ("sqlite", "postgresql", "redis", "duckdb")
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -83,6 +83,14 @@ def _instrumentors(systems: Iterable[str]) -> list[Any]:
             from dbpulse.instrumentors.redis import RedisInstrumentor
 
             found.append(RedisInstrumentor())
+        elif system == "duckdb":
+            try:
+                import duckdb  # noqa: F401
+            except ImportError:
+                continue
+            from dbpulse.instrumentors.duckdb import DuckDBInstrumentor
+
+            found.append(DuckDBInstrumentor())
         else:
             raise ConfigurationError(f"unknown database system {system!r}; choose from {SYSTEMS}")
     return found
@@ -98,7 +106,7 @@ def instrument(
     meter_provider: Any = None,
     extractor: EntityExtractor | None = _DEFAULT_EXTRACTOR,
 ) -> None:
-    """Instrument the installed drivers among ``systems`` (sqlite3, psycopg, redis-py).
+    """Instrument the installed drivers among ``systems`` (sqlite3, psycopg, redis-py, duckdb).
 
     Example::
 
