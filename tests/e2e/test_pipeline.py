@@ -351,7 +351,11 @@ def test_compose_stack_structure() -> None:
     compose = _compose()
     services = compose["services"]
     assert set(services) >= {
-        "demo",
+        "isbn-collector",
+        "producer",
+        "consumer",
+        "cache",
+        "viz",
         "otel-collector",
         "tempo",
         "prometheus",

@@ -425,21 +425,26 @@ def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
 # -- dashboards -----------------------------------------------------------------------------
 
 
+def recent_flow_id(stack: OtelStack, traceql: list[Any], variables: dict[str, str]) -> str:
+    """A flow id to paste into the "Flow id" variable: one of the recent flows the store lists
+    (found with the dashboard's own recent-flows query)."""
+    recent = next(q for q in traceql if "flow_id" not in q.query)
+    found = wait_until(
+        lambda: _traceql(stack, substitute(recent.query, variables)),
+        timeout=120,
+        interval=2,
+        what=f"recent flows in the trace store ({recent.name})",
+    )
+    return str(uuid.UUID(found[0]["traceID"].rjust(32, "0")))
+
+
 def test_every_dashboard_query_returns_data(otel_stack: OtelStack, scenario: Scenario) -> None:
     variables = scenario.variables()
     queries = [q for name, board in dashboards().items() for q in panel_queries(name, board)]
     traceql = [q for q in queries if q.language == "traceql"]
     promql = [q for q in queries if q.language == "promql"]
 
-    # A flow id to paste into the "Flow id" variable: one of the recent flows the store lists.
-    recent = next(q for q in traceql if "flow_id" not in q.query)
-    found = wait_until(
-        lambda: _traceql(otel_stack, substitute(recent.query, variables)),
-        timeout=120,
-        interval=2,
-        what=f"recent flows in the trace store ({recent.name})",
-    )
-    variables["flow_id"] = str(uuid.UUID(found[0]["traceID"].rjust(32, "0")))
+    variables["flow_id"] = recent_flow_id(otel_stack, traceql, variables)
 
     # The Tempo datasource's traces-to-metrics queries, as a span of the db service opens them.
     links = load_yaml(DATASOURCES)["datasources"]

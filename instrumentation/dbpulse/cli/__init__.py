@@ -5,6 +5,8 @@
     dbpulse demo                 # embedded default: SQLite workload + viz server + sphere page
     dbpulse demo producer        # pattern-flow producer publishing to Redis
     dbpulse demo consumer        # pattern-flow consumer delivering to simulated users
+    dbpulse demo collector       # ISBN writes to SQLite and PostgreSQL (psycopg_pool)
+    dbpulse demo cache           # book lookups through a Redis cache (hits and misses)
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
 
 Each command's module is imported only when that command's extra is installed
@@ -54,6 +56,10 @@ def _build() -> None:
         demo_app.callback(invoke_without_command=True)(demo)
     for name in ("producer", "consumer"):
         command = _load("dbpulse.cli.flows", name, "redis")
+        if command is not None:
+            demo_app.command(name)(command)
+    for name, extra in (("collector", "postgres"), ("cache", "redis")):
+        command = _load("dbpulse.cli.workloads", name, extra)
         if command is not None:
             demo_app.command(name)(command)
     app.add_typer(demo_app, name="demo")

@@ -8,19 +8,18 @@ The CLI registers the two functions as Typer commands::
 Telemetry: under ``opentelemetry-instrument`` (or any SDK already set up in the process) the
 commands use what is configured; otherwise they call :func:`dbpulse.configure` with
 ``service.name`` ``dbpulse-demo-producer`` / ``dbpulse-demo-consumer`` (OTLP from the
-``OTEL_*`` variables) and shut it down, flushed, on exit.
+``OTEL_*`` variables) and shut it down, flushed, on exit. Both run until ``--count``,
+``--duration``, SIGTERM or Ctrl-C, then exit 0 (``dbpulse.cli._running``); a lost Redis
+connection makes them pause and start again (counts and ``--duration`` start over).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
+from dbpulse.cli._running import redis_errors, run_until_stopped
 from dbpulse.demo.flows import (
     DEFAULT_CHANNEL,
     SYMBOLS,
@@ -29,11 +28,9 @@ from dbpulse.demo.flows import (
     run_consumer,
     run_producer,
 )
+from dbpulse.demo.running import rerun_on
 
 __all__ = ["consumer", "producer"]
-
-_log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 RedisUrl = Annotated[
     str,
@@ -56,26 +53,6 @@ Duration = Annotated[
     float, typer.Option("--duration", help="Stop after this many seconds (0: no limit).")
 ]
 UseAsync = Annotated[bool, typer.Option("--async", help="Use redis.asyncio instead of redis-py.")]
-
-
-def _with_telemetry(service_name: str, run: Callable[[], _T]) -> _T:
-    """Run with the process's SDK, or with one :func:`dbpulse.configure` builds for the run."""
-    owned: Any = None
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        from dbpulse.setup import configure
-
-        owned = configure(service_name=service_name)
-    try:
-        return run()
-    finally:
-        if owned is not None:
-            owned.shutdown()
-        else:
-            provider: Any = trace.get_tracer_provider()
-            try:
-                provider.force_flush()
-            except Exception:
-                _log.debug("could not flush spans", exc_info=True)
 
 
 def producer(
@@ -106,11 +83,14 @@ def producer(
         use_async=use_async,
         wait_subscribers=wait_subscribers,
     )
-    try:
-        report = _with_telemetry("dbpulse-demo-producer", lambda: run_producer(options))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    typer.echo(f"published {report.published} flows to {channel}")
+    report = run_until_stopped(
+        "dbpulse-demo-producer",
+        lambda stop: rerun_on(
+            redis_errors(), lambda: run_producer(options, stop), stop, what="producer"
+        ),
+    )
+    if report is not None:
+        typer.echo(f"published {report.published} flows to {channel}")
 
 
 def consumer(
@@ -148,11 +128,15 @@ def consumer(
         use_async=use_async,
         crash_after=crash_after or None,
     )
-    try:
-        report = _with_telemetry("dbpulse-demo-consumer", lambda: run_consumer(options))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    typer.echo(
-        f"received {report.received}, delivered {report.delivered}, dropped {report.dropped}, "
-        f"delayed {report.delayed}, failed {report.failed} on {channel}"
+    report = run_until_stopped(
+        "dbpulse-demo-consumer",
+        lambda stop: rerun_on(
+            redis_errors(), lambda: run_consumer(options, stop), stop, what="consumer"
+        ),
     )
+    if report is not None:
+        typer.echo(
+            f"received {report.received}, delivered {report.delivered}, "
+            f"dropped {report.dropped}, delayed {report.delayed}, failed {report.failed} "
+            f"on {channel}"
+        )

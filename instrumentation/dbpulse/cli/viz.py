@@ -87,7 +87,11 @@ def viz(
     )
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"dbpulse viz: sphere at http://{shown}:{port}/")
-    serve(config)
+    from dbpulse.demo.running import stop_on_signals
+
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again: caught here, exit 0.
+    with stop_on_signals():
+        serve(config)
 
 
 def demo(
