@@ -33,6 +33,7 @@ __all__ = [
     "int_key",
     "normalize_isbn",
     "normalize_str",
+    "scan_text",
     "small_bytes",
 ]
 
@@ -177,3 +178,86 @@ def small_bytes(value: object) -> str | None:
         return data.decode("ascii")
     except UnicodeDecodeError:
         return None
+
+
+# --- free text ------------------------------------------------------------------------------
+
+# A run of digits joined by single separators, optionally ending in an X check character. The
+# possessive quantifier keeps a long run from being re-scanned: the engine never backtracks
+# into it. The pattern starts with a character class so the engine skips text quickly; whether
+# the run starts inside a word is checked afterwards (a 60-character line without digits scans
+# in 0.5 µs; with a leading lookbehind it took 2.6 µs).
+_RUN = re.compile(rf"[0-9](?:[{SEP}]?[0-9])*+(?:[{SEP}]?[Xx])?")
+_LABEL = re.compile(r"isbn[-_ ]?(?:1[03])?[\"']?\s*[:=#]?\s*[\"']?\s*\Z", re.IGNORECASE)
+_SPACES = (" ", "\u00a0")
+
+
+def _is_word(char: str) -> bool:
+    return char.isascii() and char.isalnum()
+
+
+def scan_text(text: str, out: dict[str, None], limit: int) -> None:
+    """Adds the ISBNs found in free ``text`` to ``out``, up to ``limit`` keys in all (the rules:
+    :mod:`dbpulse.core.entities`)."""
+    size = len(text)
+    for run in _RUN.finditer(text):
+        start, end = run.span()
+        if end - start < 10:
+            continue
+        if (
+            start
+            and _is_word(text[start - 1])
+            and text[max(0, start - 4) : start].lower() != "isbn"
+        ):
+            continue  # inside a word or a longer token ("ISBN9780306406157" is fine)
+        token = run.group()
+        if token.isdigit():
+            # One group, the common case (a bare number in text): only the whole run can be
+            # an ISBN, a ten-digit one only when labelled. 4x cheaper than the group walk.
+            if end < size and _is_word(text[end]):
+                continue
+            n = end - start
+            key = check13(token) if n == 13 else check10(token) if n == 10 else None
+            if (
+                key is not None
+                and n == 10
+                and _LABEL.search(text[max(0, start - 24) : start]) is None
+            ):
+                key = None
+            if key is not None:
+                out[key] = None
+                if len(out) >= limit:
+                    return
+            continue
+        groups = [(g.group(), g.start()) for g in GROUP.finditer(token)]
+        count = len(groups)
+        # The last group runs into a word ("9780000000TEST"): it cannot end an ISBN, and what
+        # is joined to it by a hyphen cannot either.
+        usable = count - 1 if end < size and _is_word(text[end]) else count
+        i = 0
+        while i < usable:
+            found: str | None = None
+            next_i = i + 1
+            if i == 0 or text[start + groups[i][1] - 1] in _SPACES:
+                digits = 0
+                for j in range(i, min(usable, i + 5)):  # an ISBN has at most five groups
+                    digits += len(groups[j][0])
+                    if digits > 13:
+                        break
+                    if digits not in (10, 13):
+                        continue
+                    if j + 1 < count and text[start + groups[j + 1][1] - 1] not in _SPACES:
+                        continue
+                    key = from_groups([g for g, _ in groups[i : j + 1]])
+                    if key is None:
+                        continue
+                    if digits == 10 and j == i and groups[i][0][-1] not in "Xx":
+                        at = start + groups[i][1]
+                        if _LABEL.search(text[max(0, at - 24) : at]) is None:
+                            continue
+                    found, next_i = key, j + 1
+            if found is not None:
+                out[found] = None
+                if len(out) >= limit:
+                    return
+            i = next_i

@@ -81,6 +81,7 @@ class _Observed:
     calling a cursor's ``execute``, so each path is observed exactly once."""
 
     _dbpulse_db: Database
+    cursor: Any  # the connection's (the proxy's) cursor(), on the connection side
     _dbp_execute: Any
     _dbp_executemany: Any
     _dbp_executescript: Any
@@ -154,17 +155,22 @@ class _CursorMixin(_Observed):
     """An instrumented cursor; ``_dbpulse_db`` is set by the connection that made it."""
 
 
-_cursor_classes: dict[type, type] = {}
+_classes: dict[tuple[type, type], type] = {}
+
+
+def _instrumented(mixin: type, factory: type) -> type:
+    """The instrumented subclass of the application's ``factory`` (made once per factory)."""
+    if issubclass(factory, mixin):
+        return factory
+    found = _classes.get((mixin, factory))
+    if found is None:
+        name = f"Instrumented{factory.__name__}"
+        found = _classes.setdefault((mixin, factory), type(name, (mixin, factory), _bases(factory)))
+    return found
 
 
 def _instrumented_cursor_class(factory: type) -> type:
-    if issubclass(factory, _CursorMixin):
-        return factory
-    found = _cursor_classes.get(factory)
-    if found is None:
-        found = type(f"Instrumented{factory.__name__}", (_CursorMixin, factory), _bases(factory))
-        _cursor_classes[factory] = found
-    return found
+    return _instrumented(_CursorMixin, factory)
 
 
 class _ConnectionMixin(_Observed):
@@ -176,25 +182,16 @@ class _ConnectionMixin(_Observed):
 
     def cursor(self, factory: type | None = None) -> Any:
         cursor_class = _CURSOR if factory is None else _instrumented_cursor_class(factory)
-        cursor = super().cursor(cursor_class)  # type: ignore[misc]
+        cursor = super().cursor(cursor_class)
         cursor._dbpulse_db = self._dbpulse_db
         return cursor
 
 
 _CURSOR = _instrumented_cursor_class(sqlite3.Cursor)
-_connection_classes: dict[type, type] = {}
 
 
 def _instrumented_connection_class(factory: type) -> type:
-    if issubclass(factory, _ConnectionMixin):
-        return factory
-    found = _connection_classes.get(factory)
-    if found is None:
-        found = type(
-            f"Instrumented{factory.__name__}", (_ConnectionMixin, factory), _bases(factory)
-        )
-        _connection_classes[factory] = found
-    return found
+    return _instrumented(_ConnectionMixin, factory)
 
 
 def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
