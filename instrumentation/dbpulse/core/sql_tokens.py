@@ -242,6 +242,7 @@ def mark_values(tokens: list[Token]) -> None:
                 group = after not in _SUBQUERY_WORDS and (
                     in_group
                     or upper != "("
+                    or value_pos
                     or value_word
                     or prev == "VALUES"
                     or prev == "IN"
