@@ -64,6 +64,10 @@ VALUE_POSITIONS = [
     "SELECT * FROM t WHERE a = {}; SELECT 2",
     "BEGIN; UPDATE t SET a = {}; COMMIT",
     "/* c */ SELECT * FROM t WHERE a = {} -- trailing",
+    "ATTACH DATABASE {} AS aux",
+    "ATTACH {} AS aux KEY {}",
+    "VACUUM INTO {}",
+    "COMMENT ON TABLE t IS {}",
 ]
 # Positions where a literal token is a value, but a double-quoted one would be a name.
 ANY_POSITIONS = [

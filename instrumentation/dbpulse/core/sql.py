@@ -10,9 +10,9 @@ returns the values of the span attributes ``db.operation.name``, ``db.collection
     >>> info.sanitized
     'INSERT INTO books (isbn, title) VALUES (?, ?)'
 
-It is a small tokenizer for the SQLite and PostgreSQL dialects, not a full parser. The caller
-caches the result per distinct text, so the cost (~30 µs for a 100-character INSERT) is paid
-once per statement shape. ``parse_sql`` never raises.
+It is a small tokenizer for the SQLite, PostgreSQL and DuckDB dialects, not a full parser.
+The caller caches the result per distinct text, so the cost (~30-45 µs for a 100-character
+INSERT) is paid once per statement shape. ``parse_sql`` never raises.
 
 Decisions, following the stable database semantic conventions:
 
@@ -45,8 +45,9 @@ Decisions, following the stable database semantic conventions:
   reads ``"bob"`` as a string when no column has that name: after a comparison or arithmetic
   operator, ``LIKE``, ``IS``, ``BETWEEN ... AND``, ``THEN``, ``ELSE``, ``WHEN``, ``DEFAULT``,
   ``LIMIT``; inside ``VALUES`` rows, ``IN (...)`` lists, ``[...]`` lists, ``{...}`` structs, a
-  ``PRAGMA``'s argument and the arguments of a function called in such a position (the same
-  for backquoted and bracketed names there). Where it is unsure (``WHEN "x"``), it replaces.
+  ``PRAGMA``'s argument, the arguments of a function called in such a position, the file
+  name and key of ``ATTACH`` and ``VACUUM INTO`` (the same for backquoted and bracketed names
+  there). Where it is unsure (``WHEN "x"``), it replaces.
   Double-quoted text containing ``'``, ``@`` or a newline, unterminated quotes and an
   unterminated ``[`` (everything after it) are replaced too. Bare words that are values are
   replaced in ``PRAGMA x = v``, ``PRAGMA x(v)``, ``SET x = v``, ``SET x TO v`` (PostgreSQL,

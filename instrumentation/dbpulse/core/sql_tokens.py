@@ -200,6 +200,10 @@ _SUBQUERY_WORDS = words("SELECT WITH VALUES")
 # In SET (and ALTER ... SET), the words after these are the setting's value.
 _SET_VALUE_AFTER = words("= TO")
 _SET_VALUE_WORDS = words("ROLE AUTHORIZATION ZONE")
+# Statements where bare words can be values.
+_BARE_VALUE_STATEMENTS = words("SET ALTER PRAGMA")
+# Statements whose file name or key follows these words: ATTACH "x.db", VACUUM INTO "x.db".
+_FILE_WORDS = {"ATTACH": words("ATTACH DATABASE KEY"), "VACUUM": words("INTO")}
 
 
 def mark_values(tokens: list[Token]) -> None:
@@ -210,16 +214,20 @@ def mark_values(tokens: list[Token]) -> None:
     ``IS``, ``THEN``, ``ELSE``, ``WHEN``, ``DEFAULT``, ``LIMIT``, ``BETWEEN ... AND``, and
     anywhere inside a ``VALUES`` row, an ``IN (...)`` list, a ``[...]`` list or ``{...}``
     struct, the arguments of a function called in such a position, or a ``PRAGMA``'s argument;
-    except when it is qualified (``"t"."c"``, ``excluded."c"``). In ``PRAGMA x = v``,
+    except when it is qualified (``"t"."c"``, ``excluded."c"``); also the file name and key
+    of ``ATTACH`` and ``VACUUM INTO``. In ``PRAGMA x = v``,
     ``PRAGMA x(v)`` and ``SET x = v`` / ``SET x TO v`` bare words are values too."""
     n = len(tokens)
     start = 0
     while start < n and tokens[start][2] == "(":
         start += 1
     first = tokens[start][2] if start < n else ""
+    if first not in _BARE_VALUE_STATEMENTS and all(t[0] != KIND_QUOTED for t in tokens):
+        return  # nothing to change: the common case, kept cheap
     settable = first == "SET" or first == "ALTER"
     set_seen = first == "SET"
     pragma = first == "PRAGMA"
+    file_words = _FILE_WORDS.get(first)
     bare_values = between = value_pos = value_word = False
     stack = [False]  # per open bracket: is it a value group
     rows_depth = -1  # the depth where "VALUES (...), (...)" rows go on after ","
@@ -267,7 +275,7 @@ def mark_values(tokens: list[Token]) -> None:
         elif kind == KIND_WORD:
             if depth == rows_depth and upper != "VALUES":
                 rows_depth = -1
-            if upper in _VALUE_WORDS:
+            if upper in _VALUE_WORDS or (file_words is not None and upper in file_words):
                 next_value = True
                 between = between or upper == "BETWEEN"
             elif upper == "AND" and between:
