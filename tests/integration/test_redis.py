@@ -112,3 +112,44 @@ async def test_asyncio_client(redis_url, client, otel):
         await pipe.execute()
     await r.aclose()
     assert [s.name for s in otel.spans()] == ["SET", "GET", "BATCH GET"]
+
+
+def test_commands_given_as_one_string_export_no_argument(client, otel):
+    # redis-py splits a command name holding spaces into words (CONFIG SET requirepass pw):
+    # dbpulse shows the command and a container's subcommand, never an argument.
+    r, prefix = client
+    marker = f"Zq{uuid.uuid4().hex}qZ"
+    user = f"dbpulse-{marker}"
+    otel.span_exporter.clear()
+    assert r.execute_command(f"SET {prefix}:one {marker}")
+    assert r.execute_command(f"ECHO {marker}") == marker.encode()
+    with pytest.raises(redis.ResponseError):
+        r.execute_command(f"CONFIG SET dbpulse-{marker} {marker}")  # unknown option: no change
+    with pytest.raises(redis.RedisError):
+        r.execute_command(f"AUTH {marker}")  # no password configured
+    r.execute_command(f"ACL SETUSER {user} >{marker} off")  # a disabled user, deleted below
+    assert r.execute_command(f"ACL DELUSER {user}") == 1
+    assert r.execute_command("ACL", "DELUSER", user) == 0  # words given apart: the same rule
+    spans = otel.spans()
+    texts = [s.attributes["db.query.text"] for s in spans]
+    assert texts == [
+        "SET ? ?",
+        "ECHO ?",
+        "CONFIG SET ? ?",
+        "AUTH ?",
+        "ACL SETUSER ? ? ?",
+        "ACL DELUSER ?",
+        "ACL ? ?",
+    ]
+    assert [s.attributes["db.operation.name"] for s in spans] == [
+        "SET",
+        "ECHO",
+        "CONFIG",
+        "AUTH",
+        "ACL",
+        "ACL",
+        "ACL",
+    ]
+    for span in spans:
+        exported = repr((span.name, dict(span.attributes), span.status.description, span.events))
+        assert marker not in exported and prefix not in exported

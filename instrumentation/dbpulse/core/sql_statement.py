@@ -266,7 +266,8 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
             scan.items.insert(0, first)
         is_write = any(name in _WRITE_OPS for _, name in scan.operations)
         return ParsedStatement(operation, scan.main_table(), join_summary(scan.items), is_write)
-    if first == "EXPLAIN":
+    if first == "EXPLAIN" or (first == "PREPARE" and "AS" in (t[2] for t in tokens)):
+        # EXPLAIN stmt, PREPARE name [(types)] AS stmt: named after the statement inside.
         scan.items.append(first)
         scan.run(tokens, start + 1)
         return ParsedStatement(first, scan.main_table(), join_summary(scan.items), False)

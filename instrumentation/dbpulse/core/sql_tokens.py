@@ -15,6 +15,7 @@ __all__ = [
     "KIND_WORD",
     "PLAIN_NAME",
     "Token",
+    "mark_values",
     "sanitize",
     "split_statements",
     "tokenize",
@@ -34,7 +35,7 @@ _TOKEN = re.compile(
     |(?P<dollar>\$(?P<tag>(?:[^\W\d]\w*)?)\$.*?(?:\$(?P=tag)\$|\Z))
     |(?P<param>\?\d*|[:@$][^\W\d][\w$]*|\$\d+|%\([^)]*\)s|%s)
     |(?P<str>'[^']*(?:''[^']*)*'?)
-    |(?P<num>0[xX][0-9A-Fa-f_]*|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+    |(?P<num>0[xXoObB]\w*|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?\w*)
     |(?P<line_comment>--[^\n]*)
     |(?P<block_comment>/\*)
     |(?P<cast>::)
@@ -49,7 +50,8 @@ _TOKEN = re.compile(
 _ESCAPE_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'?", re.DOTALL)
 _PREFIXED = frozenset("eExXbBnN")
 _STRING = re.compile(r"'[^']*(?:''[^']*)*'?")
-_BRACKET_IDENT = re.compile(r"\[[^\]\['\n]*\]")
+# A SQLite [bracket name]; "[1, 2]", "[]" and "['a']" are lists or subscripts (DuckDB, PostgreSQL).
+_BRACKET_IDENT = re.compile(r"\[(?![\d.+\-\]])[^\]\['\",\n]*\]")
 _LITERAL_LIKE = re.compile(r"['@\n]")
 _COMMENT_MARK = re.compile(r"/\*|\*/")
 PLAIN_NAME = re.compile(r"[^\W\d][\w$]*")
@@ -112,8 +114,11 @@ def tokenize(text: str) -> list[Token]:
             pos, space = _skip_block_comment(text, pos), True
             continue
         raw = m.group(group)
-        if raw == "[" and _opens_bracket_name(tokens):
-            bracket = _BRACKET_IDENT.match(text, start)
+        if raw == "[":
+            if text.find("]", start) < 0:  # unterminated: hide everything after it
+                append((_LITERAL, text[start:], "?", space))
+                break
+            bracket = _BRACKET_IDENT.match(text, start) if _opens_bracket_name(tokens) else None
             if bracket is not None:
                 raw = bracket.group()
                 pos = bracket.end()
@@ -179,6 +184,121 @@ def split_statements(tokens: list[Token]) -> list[list[Token]]:
     if current:
         statements.append(current)
     return statements
+
+
+# --- values that look like names -------------------------------------------------------------
+
+# After these, the next token stands where a value goes ("a = x", "a || x", "{k: x}").
+_VALUE_OPS = frozenset("= < > ! + - / % | & ^ ~ :".split())
+_VALUE_WORDS = words(
+    "LIKE ILIKE GLOB REGEXP MATCH SIMILAR ESCAPE IS THEN ELSE WHEN DEFAULT LIMIT OFFSET BETWEEN "
+    "INTERVAL"
+)
+_OPEN = frozenset("([{")
+_CLOSE = frozenset(")]}")
+_SUBQUERY_WORDS = words("SELECT WITH VALUES")
+# In SET (and ALTER ... SET), the words after these are the setting's value.
+_SET_VALUE_AFTER = words("= TO")
+_SET_VALUE_WORDS = words("ROLE AUTHORIZATION ZONE")
+# Statements where bare words can be values.
+_BARE_VALUE_STATEMENTS = words("SET ALTER PRAGMA")
+# Statements whose file name or key follows these words: ATTACH "x.db", VACUUM INTO "x.db".
+_FILE_WORDS = {"ATTACH": words("ATTACH DATABASE KEY"), "VACUUM": words("INTO")}
+
+
+def mark_values(tokens: list[Token]) -> None:
+    """Make literals of the quoted tokens that stand where a value goes, in place.
+
+    SQLite reads ``"bob"`` as a string when no column has that name, so a double-quoted (or
+    other quoted) token is a value: after a comparison or arithmetic operator, after ``LIKE``,
+    ``IS``, ``THEN``, ``ELSE``, ``WHEN``, ``DEFAULT``, ``LIMIT``, ``BETWEEN ... AND``, and
+    anywhere inside a ``VALUES`` row, an ``IN (...)`` list, a ``[...]`` list or ``{...}``
+    struct, the arguments of a function called in such a position, or a ``PRAGMA``'s argument;
+    except when it is qualified (``"t"."c"``, ``excluded."c"``); also the file name and key
+    of ``ATTACH`` and ``VACUUM INTO``. In ``PRAGMA x = v``,
+    ``PRAGMA x(v)`` and ``SET x = v`` / ``SET x TO v`` bare words are values too."""
+    n = len(tokens)
+    start = 0
+    while start < n and tokens[start][2] == "(":
+        start += 1
+    first = tokens[start][2] if start < n else ""
+    if first not in _BARE_VALUE_STATEMENTS and all(t[0] != KIND_QUOTED for t in tokens):
+        return  # nothing to change: the common case, kept cheap
+    settable = first == "SET" or first == "ALTER"
+    set_seen = first == "SET"
+    pragma = first == "PRAGMA"
+    file_words = _FILE_WORDS.get(first)
+    bare_values = between = value_pos = value_word = False
+    stack = [False]  # per open bracket: is it a value group
+    rows_depth = -1  # the depth where "VALUES (...), (...)" rows go on after ","
+    prev = ""
+    for i in range(n):
+        kind, raw, upper, space = tokens[i]
+        depth = len(stack) - 1
+        in_group = stack[-1]
+        next_value = next_word = False
+        if (
+            (kind == KIND_QUOTED or (kind == KIND_WORD and bare_values and upper != "DEFAULT"))
+            and (value_pos or in_group or bare_values)
+            and not _qualified(tokens, i, prev)
+        ):
+            tokens[i] = (_LITERAL, raw, "?", space)
+            kind = _LITERAL
+        if kind == KIND_OP:
+            if upper in _OPEN:
+                after = tokens[i + 1][2] if i + 1 < n else ""
+                group = after not in _SUBQUERY_WORDS and (
+                    in_group
+                    or upper != "("
+                    or value_pos
+                    or value_word
+                    or prev == "VALUES"
+                    or prev == "IN"
+                    or (prev == "," and rows_depth == depth)
+                    or (pragma and depth == 0)
+                )
+                if prev == "VALUES":
+                    rows_depth = depth
+                if pragma and depth == 0:
+                    bare_values = True
+                stack.append(group)
+                next_value = group
+            elif upper in _CLOSE:
+                if depth:
+                    stack.pop()
+            elif upper == ",":
+                next_value = in_group
+            elif upper in _VALUE_OPS:
+                next_value = True
+                if depth == 0 and ((pragma and upper == "=") or (set_seen and upper == "=")):
+                    bare_values = True
+        elif kind == KIND_WORD:
+            if depth == rows_depth and upper != "VALUES":
+                rows_depth = -1
+            if upper in _VALUE_WORDS or (file_words is not None and upper in file_words):
+                next_value = True
+                between = between or upper == "BETWEEN"
+            elif upper == "AND" and between:
+                next_value, between = True, False
+            elif upper == "NOT" and value_pos:
+                next_value = True
+            else:
+                next_word = value_pos or in_group
+            if depth == 0 and settable:
+                if upper == "SET":
+                    set_seen = True
+                elif set_seen and (
+                    upper in _SET_VALUE_AFTER or (first == "SET" and upper in _SET_VALUE_WORDS)
+                ):
+                    bare_values = True
+        value_pos, value_word = next_value, next_word
+        prev = upper
+
+
+def _qualified(tokens: list[Token], i: int, prev: str) -> bool:
+    """``"t"."c"``, ``excluded."c"``: a name, whatever the position."""
+    after = tokens[i + 1] if i + 1 < len(tokens) else None
+    return prev == "." or (after is not None and after[2] == "." and not after[3])
 
 
 # --- sanitized text --------------------------------------------------------------------------

@@ -333,9 +333,12 @@ def count_error(checkpoint: str, channel: str, exc: BaseException) -> None:
 
 
 def fail_span(span: trace.Span, exc: BaseException) -> None:
-    span.set_attribute("error.type", error_type_of(exc))
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    """``exc`` ended the span: its type only, as on database spans (a message may quote the
+    application's values), in ``error.type``, the status and the ``exception`` event."""
+    error_type = error_type_of(exc)
+    span.set_attribute("error.type", error_type)
+    span.add_event("exception", {"exception.type": type(exc).__qualname__})
+    span.set_status(Status(StatusCode.ERROR, error_type))
 
 
 class CheckpointSpan:

@@ -22,6 +22,7 @@ GET-family commands also count cache hits and misses: ``dbpulse.cache.requests``
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
@@ -122,13 +123,37 @@ def _command_statement(name: Any, nargs: int) -> Statement:
     key = (name, nargs)
     found = _COMMANDS.get(key)
     if found is None:
-        text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-        operation = text.split(" ", 1)[0].upper()[:64] or "UNKNOWN"
-        sanitized = " ".join([text.upper()[:64], *("?" * nargs)])[:2048]
+        shown, extra = _command_words(name)
+        operation = shown.split(" ", 1)[0] or "UNKNOWN"
+        sanitized = " ".join([shown or "UNKNOWN", *("?" * (extra + nargs))])[:2048]
         found = Statement.of(operation, sanitized, is_write=operation in _WRITES)
         if len(_COMMANDS) < 4096:
             _COMMANDS[key] = found
     return found
+
+
+# Commands whose second word is a subcommand (CONFIG SET, ACL SETUSER, CLIENT LIST, ...).
+_CONTAINERS = frozenset(
+    """ACL CLIENT CLUSTER COMMAND CONFIG DEBUG FUNCTION LATENCY MEMORY MODULE OBJECT PUBSUB
+    SCRIPT SLOWLOG XGROUP XINFO""".split()
+)
+_SUBCOMMAND = re.compile(r"[A-Za-z][A-Za-z_-]{0,31}")
+
+
+def _command_words(name: Any) -> tuple[str, int]:
+    """The command words of ``name`` to show (``CONFIG SET``) and how many arguments it holds.
+
+    redis-py sends ``execute_command("CONFIG SET requirepass pw")`` as ``name.split()``: the
+    first word is the command, a container's second word its subcommand, the rest arguments
+    (``CONFIG SET ? ?``), which are never shown."""
+    text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+    parts = text.split()
+    if not parts:
+        return "", 0
+    shown = [parts[0].upper()[:64]]
+    if shown[0] in _CONTAINERS and len(parts) > 1 and _SUBCOMMAND.fullmatch(parts[1]):
+        shown.append(parts[1].upper())
+    return " ".join(shown), len(parts) - len(shown)
 
 
 def _database(client: Any) -> Database:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -136,12 +135,10 @@ class RecordedSpan(trace.Span):
         timestamp: int | None = None,
         escaped: bool = False,
     ) -> None:
-        details = {
+        # The type only: a message (and the stack trace that ends with it) may quote the
+        # application's values, and dbpulse exports none (see dbpulse.telemetry.errors).
+        details: dict[str, Any] = {
             "exception.type": type(exception).__qualname__,
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(type(exception), exception, exception.__traceback__)
-            ),
             "exception.escaped": str(escaped),
         }
         details.update(attributes or {})
