@@ -18,6 +18,8 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
 * :class:`AdaptiveSampler`, :class:`AggregatingMetricExporter`
 * :class:`IsbnExtractor` and the :class:`EntityExtractor` protocol
 * ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
+* :func:`summary` (totals, error rate, p50/p95/p99 overall and per operation) and its
+  read-only web apps :func:`summary_asgi` / :func:`summary_wsgi`
 * ``dbpulse.testing.reset()`` for test suites that share one process-wide pipeline
 """
 
@@ -35,6 +37,7 @@ from dbpulse.setup import (
 )
 from dbpulse.telemetry.export import AggregatingMetricExporter
 from dbpulse.telemetry.sampler import AdaptiveSampler
+from dbpulse.telemetry.summary import summary, summary_asgi, summary_wsgi
 from dbpulse.version import __version__
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
     "is_enabled",
     "normalize_isbn",
     "set_enabled",
+    "summary",
+    "summary_asgi",
+    "summary_wsgi",
     "uninstrument",
 ]
 
