@@ -35,6 +35,26 @@ def test_isbn_series_beyond_the_limit_are_counted_as_overflow(otel, monkeypatch)
     assert otel.value("dbpulse.db.writes", **{"db.collection.name": "books"}) == 5
 
 
+def test_the_metric_cap_does_not_take_keys_from_the_viz_feed(otel, monkeypatch):
+    # The cap is for Prometheus series; the sphere's events carry every ISBN (issue found with
+    # the demo: beyond 2,000 ISBNs half its orbs showed as "other").
+    from dbpulse.viz.sources import Ledger
+
+    monkeypatch.setattr(OPERATIONS, "cardinality_limit", 3)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE books (isbn TEXT)")
+    ledger = Ledger()
+    ledger.read_isbns(OPERATIONS.isbn_writes_snapshot(), 0.0)  # the feed's baseline
+    for isbn in ISBNS:
+        conn.execute("INSERT INTO books VALUES (?)", (isbn,))
+    events = ledger.read_isbns(OPERATIONS.isbn_writes_snapshot(), 1.0)
+    assert sorted(e["isbn"] for e in events) == sorted(ISBNS)
+    assert all(e["table"] == "books" and e["count"] == 1 for e in events)
+    # ... while Prometheus still sees three named series and the overflow.
+    named = [p for p in otel.points("dbpulse.db.isbn.writes") if "book.isbn" in p.attributes]
+    assert len(named) == 3
+
+
 def test_delta_temporality_exports_increments():
     operations = OperationMetrics()
     inner = CapturingMetricExporter()

@@ -97,8 +97,11 @@ class OperationMetrics:
         self.start_time_ns = time.time_ns()
         self._series: dict[tuple[Any, ...], Series] = {}
         self.isbn_writes: dict[tuple[str, str, str], int] = {}
-        self.isbn_overflow = 0
-        self.cardinality_limit = cardinality_limit
+        self.isbn_overflow = 0  # writes of keys beyond key_limit (not kept at all)
+        self.cardinality_limit = cardinality_limit  # metric series of dbpulse.db.isbn.writes
+        # Keys kept for the viz feed and spans: far more than the metric's series (the cap
+        # is for Prometheus, not for the sphere), still bounded.
+        self.key_limit = max(cardinality_limit, _key_limit_from_env())
         self.exporter_attached = False
         self._sdk_histogram: metrics.Histogram | None = None
         self._instruments = Instruments("dbpulse")
@@ -167,7 +170,7 @@ class OperationMetrics:
             count = writes.get(slot)
             if count is not None:
                 writes[slot] = count + 1
-            elif len(writes) < self.cardinality_limit:
+            elif len(writes) < self.key_limit:
                 writes[slot] = 1
             else:
                 self.isbn_overflow += 1
@@ -194,12 +197,28 @@ class OperationMetrics:
     # -- read side --------------------------------------------------------------------------
 
     def isbn_writes_snapshot(self) -> dict[tuple[str, str, str], int]:
-        """Cumulative writes keyed ``(collection, operation, isbn)``; overflow under isbn ``""``."""
+        """Cumulative writes keyed ``(collection, operation, isbn)``, up to :attr:`key_limit`
+        keys (what the viz feed reads); writes of keys beyond it under isbn ``""``."""
         with self.lock:
             snapshot = dict(self.isbn_writes)
             if self.isbn_overflow:
                 snapshot[("", "", "")] = self.isbn_overflow
         return snapshot
+
+    def _isbn_series(self) -> tuple[dict[tuple[str, str, str], int], int]:
+        """The metric's view: the first ``cardinality_limit`` keys (the same ones at every
+        export, as keys are only ever added) and the sum of all other writes."""
+        named: dict[tuple[str, str, str], int] = {}
+        overflow = 0
+        limit = self.cardinality_limit
+        with self.lock:
+            for slot, rows in self.isbn_writes.items():
+                if len(named) < limit:
+                    named[slot] = rows
+                else:
+                    overflow += rows
+            overflow += self.isbn_overflow
+        return named, overflow
 
     def writes_snapshot(self) -> dict[tuple[str, str, str, str], int]:
         """Cumulative written rows keyed ``(system, namespace, operation, collection)``."""
@@ -212,10 +231,11 @@ class OperationMetrics:
         return totals
 
     def dropped_snapshot(self) -> dict[str, int]:
+        _, overflow = self._isbn_series()
         with self.lock:
             dropped = dict(self._dropped)
-            if self.isbn_overflow:
-                dropped["isbn_cardinality"] = self.isbn_overflow
+        if overflow:
+            dropped["isbn_cardinality"] = overflow  # writes under the overflow series
         return dropped
 
     def histogram_points(self, now_ns: int) -> list[HistogramDataPoint]:
@@ -335,14 +355,14 @@ class OperationMetrics:
             yield Observation(rows, attributes)
 
     def _observe_isbn_writes(self, _options: CallbackOptions) -> Iterable[Observation]:
-        for (collection, operation, isbn), rows in self.isbn_writes_snapshot().items():
-            if not isbn:
-                yield Observation(rows, OVERFLOW_ATTRIBUTES)
-                continue
+        named, overflow = self._isbn_series()
+        for (collection, operation, isbn), rows in named.items():
             attributes = {self.key_attribute: isbn, "db.operation.name": operation}
             if collection:
                 attributes["db.collection.name"] = collection
             yield Observation(rows, attributes)
+        if overflow:
+            yield Observation(overflow, OVERFLOW_ATTRIBUTES)
 
     def _observe_dropped(self, _options: CallbackOptions) -> Iterable[Observation]:
         for component, count in self.dropped_snapshot().items():
@@ -363,6 +383,19 @@ def _observe_probability(_options: CallbackOptions) -> Iterable[Observation]:
 def _observe_rate(_options: CallbackOptions) -> Iterable[Observation]:
     LOAD.refresh()
     yield Observation(LOAD.last_rate)
+
+
+DEFAULT_KEY_LIMIT = 100_000
+"""Distinct (table, operation, key) kept for the viz feed (~100 bytes each)."""
+
+
+def _key_limit_from_env() -> int:
+    text = os.environ.get("DBPULSE_ENTITY_KEY_LIMIT", "").strip()
+    try:
+        return max(1, int(text)) if text else DEFAULT_KEY_LIMIT
+    except ValueError:
+        _log.warning("dbpulse: DBPULSE_ENTITY_KEY_LIMIT=%r is not an integer", text)
+        return DEFAULT_KEY_LIMIT
 
 
 def _limit_from_env() -> int:
