@@ -80,7 +80,9 @@ def call_keys(stmt: Statement, params: Any) -> tuple[str, ...]:
     extractor = STATE.extractor
     if extractor is None:
         return ()
-    if params is None or (not params and type(params) in (tuple, list, dict)):
+    # Exact types before truthiness: a parameter sequence whose truth value raises (a numpy
+    # array) must reach the driver, not raise here.
+    if params is None or (type(params) in (tuple, list, dict) and not params):
         return stmt.literal_keys
     return _merge(stmt.literal_keys, guarded_keys(extractor.from_params, params))
 

@@ -15,7 +15,11 @@ Every path an application takes is observed once: ``Connection.execute``, ``exec
 ``executescript`` and the same methods on cursors. ``sqlite3.connect`` is patched to pass a
 ``factory`` that subclasses the application's own (default ``sqlite3.Connection``), so
 connections stay real ``sqlite3.Connection`` objects. Connections made before instrumenting
-are wrapped by :meth:`SQLite3Instrumentor.instrument_connection`. ``uninstrument()`` and
+are wrapped by :meth:`SQLite3Instrumentor.instrument_connection`: it returns a proxy, and only
+calls made through the returned object are observed (the original object is not changed).
+Connection factories and cursor factories that are not classes (a lambda, a
+``functools.partial``) are passed to the driver unchanged: their connections and cursors work
+as without dbpulse but are not observed. ``uninstrument()`` and
 ``dbpulse.set_enabled(False)`` stop the work on connections already open: each method checks
 one flag and calls straight through.
 """
@@ -158,19 +162,56 @@ class _CursorMixin(_Observed):
 _classes: dict[tuple[type, type], type] = {}
 
 
-def _instrumented(mixin: type, factory: type) -> type:
-    """The instrumented subclass of the application's ``factory`` (made once per factory)."""
+def _instrumented(mixin: type, factory: Any, base: type) -> Any:
+    """The instrumented subclass of the application's ``factory`` (made once per factory).
+
+    Anything that is not a subclass of ``base`` (a lambda, a ``functools.partial``, a wrong
+    argument) is returned as it is: the driver then does with it what it does without dbpulse,
+    errors included."""
+    if not isinstance(factory, type) or not issubclass(factory, base):
+        return factory
     if issubclass(factory, mixin):
         return factory
     found = _classes.get((mixin, factory))
     if found is None:
         name = f"Instrumented{factory.__name__}"
-        found = _classes.setdefault((mixin, factory), type(name, (mixin, factory), _bases(factory)))
+        namespace = _bases(factory)
+        # A connection class with a cursor() of its own keeps its default cursor class.
+        own = getattr(factory, "cursor", None) is not sqlite3.Connection.cursor
+        namespace["_dbp_own_cursor"] = own
+        found = _classes.setdefault((mixin, factory), type(name, (mixin, factory), namespace))
     return found
 
 
-def _instrumented_cursor_class(factory: type) -> type:
-    return _instrumented(_CursorMixin, factory)
+def _instrumented_cursor_class(factory: Any) -> Any:
+    return _instrumented(_CursorMixin, factory, sqlite3.Cursor)
+
+
+def _observed_cursor(cursor: Any, db: Database) -> Any:
+    """``cursor`` observed: ours already, or moved to the instrumented subclass of its own
+    class when the layouts allow (a Python subclass); a plain C cursor stays as it is."""
+    if not isinstance(cursor, _CursorMixin):
+        observed = _instrumented_cursor_class(type(cursor))
+        if observed is type(cursor):
+            return cursor
+        try:
+            cursor.__class__ = observed
+        except TypeError:
+            return cursor
+    cursor._dbpulse_db = db
+    return cursor
+
+
+def _cursor(make: Any, args: tuple[Any, ...], kwargs: dict[str, Any], own: bool, db: Any) -> Any:
+    """``connection.cursor(*args, **kwargs)`` through ``make`` with an instrumented cursor
+    class; the driver sees the same arguments otherwise, so it raises what it would raise."""
+    if args:
+        args = (_instrumented_cursor_class(args[0]), *args[1:])
+    elif "factory" in kwargs:
+        kwargs = {**kwargs, "factory": _instrumented_cursor_class(kwargs["factory"])}
+    elif not own:
+        args = (_CURSOR,)
+    return _observed_cursor(make(*args, **kwargs), db)
 
 
 class _ConnectionMixin(_Observed):
@@ -180,18 +221,18 @@ class _ConnectionMixin(_Observed):
         super().__init__(*args, **kwargs)
         self._dbpulse_db = _database_for(args[0] if args else kwargs.get("database", ""))
 
-    def cursor(self, factory: type | None = None) -> Any:
-        cursor_class = _CURSOR if factory is None else _instrumented_cursor_class(factory)
-        cursor = super().cursor(cursor_class)
-        cursor._dbpulse_db = self._dbpulse_db
-        return cursor
+    _dbp_own_cursor = False
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        make = super().cursor
+        return _cursor(make, args, kwargs, self._dbp_own_cursor, self._dbpulse_db)
 
 
 _CURSOR = _instrumented_cursor_class(sqlite3.Cursor)
 
 
-def _instrumented_connection_class(factory: type) -> type:
-    return _instrumented(_ConnectionMixin, factory)
+def _instrumented_connection_class(factory: Any) -> Any:
+    return _instrumented(_ConnectionMixin, factory, sqlite3.Connection)
 
 
 def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
@@ -201,7 +242,7 @@ def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         args[_FACTORY_POSITION] = _instrumented_connection_class(args[_FACTORY_POSITION])  # type: ignore[index]
         args = tuple(args)
     else:
-        factory = kwargs.get("factory") or sqlite3.Connection
+        factory = kwargs.get("factory", sqlite3.Connection)
         kwargs["factory"] = _instrumented_connection_class(factory)
     return _original_connect(*args, **kwargs)
 
@@ -230,11 +271,10 @@ class _ConnectionProxy(_Observed, wrapt.ObjectProxy):
     def _dbpulse_db(self) -> Database:  # type: ignore[override]
         return self._self_db
 
-    def cursor(self, factory: type | None = None) -> Any:
-        cursor_class = _instrumented_cursor_class(factory or sqlite3.Cursor)
-        cursor = self.__wrapped__.cursor(cursor_class)
-        cursor._dbpulse_db = self._self_db
-        return cursor
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        wrapped = self.__wrapped__
+        own = getattr(type(wrapped), "cursor", None) is not sqlite3.Connection.cursor
+        return _cursor(wrapped.cursor, args, kwargs, own, self._self_db)
 
     def __enter__(self) -> Any:
         self.__wrapped__.__enter__()
