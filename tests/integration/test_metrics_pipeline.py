@@ -141,3 +141,21 @@ def test_configure_defaults_to_otlp_when_the_variables_are_unset(tmp_path):
         app.kill()
         app.communicate()
         listener.close()
+
+
+def test_fresh_table_names_do_not_grow_the_series_without_bound(otel, monkeypatch):
+    # An ETL job or `sqlite-utils upsert` makes temporary tables with fresh names.
+    monkeypatch.setattr(OPERATIONS, "series_limit", 50)
+    conn = sqlite3.connect(":memory:")
+    for i in range(300):
+        conn.execute(f"CREATE TABLE tmp_{i} (x)")
+        conn.execute(f"INSERT INTO tmp_{i} VALUES (1)")
+    durations = otel.points("db.client.operation.duration")
+    assert len(durations) <= 50
+    (overflow,) = [p for p in durations if p.attributes.get("otel.metric.overflow")]
+    assert sum(p.count for p in durations) == 600  # every operation still counted
+    writes = otel.points("dbpulse.db.writes")
+    assert sum(p.value for p in writes) == 300
+    assert any(p.attributes.get("otel.metric.overflow") for p in writes)
+    dropped = otel.value("dbpulse.telemetry.dropped", **{"dbpulse.component": "series_cardinality"})
+    assert dropped == overflow.count

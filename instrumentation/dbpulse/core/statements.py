@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 STATEMENT_CACHE_SIZE = 4096
+STATEMENT_CACHE_BYTES = 16 * 1024 * 1024
+MAX_CACHED_TEXT = 64 * 1024
+_CACHE_BYTES: dict[str, int] = {}
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
@@ -165,13 +168,21 @@ def statement_cache(system: str) -> dict[str, Statement]:
 
 
 def statement(system: str, sql: str) -> Statement:
-    """The cached :class:`Statement` for ``sql`` (bounded cache, cleared when full)."""
+    """The cached :class:`Statement` for ``sql``: the cache is bounded by entries and by the
+    bytes of its keys (cleared when either is full); a text over 64 KiB is parsed each time
+    (the parser reads only its first 64 KiB) and never kept."""
     cache = statement_cache(system)
     found = cache.get(sql)
     if found is None:
-        if len(cache) >= STATEMENT_CACHE_SIZE:
-            cache.clear()
         found = Statement(sql, STATE.extractor)
+        size = len(sql)
+        if size > MAX_CACHED_TEXT:
+            return found
+        used = _CACHE_BYTES.get(system, 0) + size
+        if len(cache) >= STATEMENT_CACHE_SIZE or used > STATEMENT_CACHE_BYTES:
+            cache.clear()
+            used = size
+        _CACHE_BYTES[system] = used
         cache[sql] = found
     return found
 
@@ -179,6 +190,7 @@ def statement(system: str, sql: str) -> Statement:
 def clear_statement_cache() -> None:
     for cache in _STATEMENTS.values():
         cache.clear()
+    _CACHE_BYTES.clear()
 
 
 def set_extractor(extractor: EntityExtractor | None) -> None:

@@ -51,9 +51,12 @@ DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 
 DEFAULT_CARDINALITY_LIMIT = 2000
 """The OpenTelemetry metrics SDK specification's default cardinality limit per instrument.
 
-The Python SDK (1.45) does not enforce one, so dbpulse applies it to its ISBN series itself."""
+The Python SDK (1.45) does not enforce one, so dbpulse applies it to its own series: the
+operation series (duration histogram, written rows) and, separately configurable, the ISBN
+series."""
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+_OVERFLOW_KEY: tuple[Any, ...] = ("", None, "", None, None)
 SCOPE = InstrumentationScope("dbpulse", __version__)
 
 
@@ -99,6 +102,8 @@ class OperationMetrics:
         self.isbn_writes: dict[tuple[str, str, str], int] = {}
         self.isbn_overflow = 0  # writes of keys beyond key_limit (not kept at all)
         self.cardinality_limit = cardinality_limit  # metric series of dbpulse.db.isbn.writes
+        # Attribute sets of the duration histogram and dbpulse.db.writes (the SDK's default).
+        self.series_limit = DEFAULT_CARDINALITY_LIMIT
         # Keys kept for the viz feed and spans: far more than the metric's series (the cap
         # is for Prometheus, not for the sphere), still bounded.
         self.key_limit = max(cardinality_limit, _key_limit_from_env())
@@ -120,6 +125,10 @@ class OperationMetrics:
         key = (system, namespace, operation, collection, error_type)
         found = self._series.get(key)
         if found is None:
+            if len(self._series) >= self.series_limit:
+                # Names from the application (temporary tables, random namespaces) must not
+                # grow memory or Prometheus without bound: the SDK's overflow series.
+                return self._overflow_series()
             attributes: dict[str, Any] = {"db.system.name": system, "db.operation.name": operation}
             if namespace:
                 attributes["db.namespace"] = namespace
@@ -128,6 +137,12 @@ class OperationMetrics:
             if error_type:
                 attributes["error.type"] = error_type
             found = self._series.setdefault(key, Series(attributes))
+        return found
+
+    def _overflow_series(self) -> Series:
+        found = self._series.get(_OVERFLOW_KEY)
+        if found is None:
+            found = self._series.setdefault(_OVERFLOW_KEY, Series(dict(OVERFLOW_ATTRIBUTES)))
         return found
 
     def record(
@@ -225,7 +240,7 @@ class OperationMetrics:
         totals: dict[tuple[str, str, str, str], int] = {}
         with self.lock:
             for (system, namespace, operation, collection, _), series in self._series.items():
-                if series.rows:
+                if series.rows:  # the overflow series' key is ("", None, "", None, None)
                     key = (system, namespace or "", operation, collection or "")
                     totals[key] = totals.get(key, 0) + series.rows
         return totals
@@ -234,6 +249,9 @@ class OperationMetrics:
         _, overflow = self._isbn_series()
         with self.lock:
             dropped = dict(self._dropped)
+            beyond = self._series.get(_OVERFLOW_KEY)
+            if beyond is not None and any(beyond.counts):
+                dropped["series_cardinality"] = sum(beyond.counts)  # operations under overflow
         if overflow:
             dropped["isbn_cardinality"] = overflow  # writes under the overflow series
         return dropped
@@ -347,6 +365,9 @@ class OperationMetrics:
 
     def _observe_writes(self, _options: CallbackOptions) -> Iterable[Observation]:
         for (system, namespace, operation, collection), rows in self.writes_snapshot().items():
+            if not system:
+                yield Observation(rows, OVERFLOW_ATTRIBUTES)
+                continue
             attributes = {"db.system.name": system, "db.operation.name": operation}
             if namespace:
                 attributes["db.namespace"] = namespace
