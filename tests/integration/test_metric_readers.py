@@ -241,6 +241,14 @@ def test_the_wrapper_on_a_served_provider_exports_each_point_once(served):
     assert _counts(captured.exports[-1]) == {"CREATE": 2, "INSERT": 7, "SELECT": 2}
 
 
+def test_a_disabled_provider_gets_no_histogram(served, monkeypatch):
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # read by MeterProvider() itself
+    reader = InMemoryMetricReader()
+    served(reader)
+    _work(inserts=3, selects=0)
+    assert _durations(reader.get_metrics_data()) == []
+
+
 APP = """
 import sqlite3, sys
 c = sqlite3.connect(":memory:")

@@ -10,13 +10,17 @@ registers its instruments on (the global one, or a user's ``meter_provider=``), 
 wrapped callback too. Points are cumulative, converted to deltas for a reader that prefers
 delta temporality for histograms.
 
-Private names used, checked against opentelemetry-sdk/-api 1.45.1: ``MeterProvider.
-_measurement_consumer`` (its ``collect``, the callback handed to readers, and its
-``_reader_storages``, the registered readers), ``MetricReader._set_collect_callback`` and
-``MetricReader._instrument_class_temporality`` (keyed by the SDK's ``_Histogram``),
-``MeterProvider._sdk_config.resource``, and the API's ``_ProxyMeter.on_set_meter_provider`` (a
-global provider set after ``instrument()``). A provider without them (another SDK) is left
-alone, with a warning: it gets dbpulse's counters and gauges but not the histogram.
+Private names used, checked against opentelemetry-sdk/-api 1.45.1:
+``MeterProvider._measurement_consumer`` (its ``collect``, the callback handed to readers, and
+its ``_reader_storages``, the registered readers), ``MeterProvider._sdk_config.resource``,
+``MeterProvider._disabled``, ``MetricReader._set_collect_callback``,
+``MetricReader._instrument_class_temporality`` (keyed by the SDK's ``_Histogram``), and the
+API's ``_ProxyMeter.on_set_meter_provider`` (a global provider set after ``instrument()``). A
+provider without them (another SDK) is left alone, with a warning: it gets dbpulse's counters
+and gauges but not the histogram.
+
+The histogram is dbpulse's own aggregation: the provider's views and a reader's preferred
+aggregation do not apply to it (explicit buckets, ``DURATION_BUCKETS``).
 """
 
 from __future__ import annotations
@@ -204,6 +208,8 @@ def _serve(provider: Any, points: Points, scope: InstrumentationScope) -> bool:
     storages = getattr(consumer, "_reader_storages", None)
     if collect is None or not isinstance(storages, dict):
         return False
+    if getattr(provider, "_disabled", False):
+        return True  # OTEL_SDK_DISABLED=true: the provider exports nothing, nor does dbpulse
     with _serve_lock:
         if getattr(collect, _SERVED, False):
             return True
