@@ -1,7 +1,10 @@
 """In-process workloads of ``overhead.py``: variants on their own connections, taking turns.
 
 Each workload builds one runner per variant (``raw``, ``contrib``, ``dbpulse aggregated``,
-``dbpulse detailed``, for the autocommit workload also ``dbpulse default``) and
+``dbpulse detailed``, for the autocommit workload also ``dbpulse default``, for the SQLite cursor
+"no keys" workload also ``dbpulse aggregated, user MeterProvider``: dbpulse given an
+application-built provider with an ``InMemoryMetricReader``, collected once after the turns,
+outside the timing, as a reader collects once per export interval) and
 :func:`take_turns` runs them in alternating order, block by block, each block on rows no block
 saw before (see ``overhead_mixes``).
 """
@@ -24,6 +27,7 @@ Runner = Callable[[list[Any]], None]
 SQLITE_INSERT = "INSERT INTO books (isbn, title, price, copies) VALUES (?, ?, ?, ?)"
 PG_INSERT = "INSERT INTO {table} (isbn, title, price, copies) VALUES (%s, %s, %s, %s)"
 VARIANTS = ("raw", "contrib", "dbpulse aggregated", "dbpulse detailed")
+USER_PROVIDER = "dbpulse aggregated, user MeterProvider"
 
 
 class Pipeline:
@@ -59,6 +63,14 @@ class Pipeline:
             service_name="bench", span_processors=[BatchSpanProcessor(self.dbpulse_spans)]
         )
         dbpulse.instrument(systems=("sqlite", "postgresql", "redis"))
+        # An application's own MeterProvider and in-memory reader, given to instrument() too.
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        self.user_reader = InMemoryMetricReader()
+        self.user_provider = MeterProvider(metric_readers=[self.user_reader])
+        dbpulse.uninstrument(systems=("sqlite",))
+        dbpulse.instrument(systems=("sqlite",), meter_provider=self.user_provider)
         self.dbpulse = dbpulse
 
     @staticmethod
@@ -71,7 +83,7 @@ class Pipeline:
         """
         from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
 
-        if variant == "dbpulse aggregated":
+        if variant.startswith("dbpulse aggregated"):
             LOAD.configure(((1e-9, 0.0),))  # any rate is "above the last band": no span
             LOAD.probability = 0.0
         elif variant == "dbpulse detailed":
@@ -82,6 +94,20 @@ class Pipeline:
     def flush(self) -> None:
         self.telemetry.tracer_provider.force_flush()
         self.contrib_provider.force_flush()
+
+    def user_histogram_count(self) -> int:
+        """Operations in the user provider's ``db.client.operation.duration`` (a collection)."""
+        data = self.user_reader.get_metrics_data()
+        if data is None:
+            return 0
+        return sum(
+            point.count
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "db.client.operation.duration"
+            for point in m.data.data_points
+        )
 
     def span_counts(self) -> tuple[int, int]:
         """(contrib, dbpulse) spans exported so far: a check that each variant did its work."""
@@ -136,6 +162,8 @@ def sqlite_workload(
 ) -> Samples:
     """``kind``: ``cursor``/``conn`` (one transaction per block) or ``autocommit`` (WAL file)."""
     names = [*VARIANTS, "dbpulse default"] if kind == "autocommit" else list(VARIANTS)
+    if kind == "cursor" and mix.name == "no keys":
+        names.append(USER_PROVIDER)
     autocommit = kind == "autocommit"
     runners: dict[str, Runner] = {}
     for i, name in enumerate(names):
@@ -155,6 +183,15 @@ def sqlite_workload(
     before = pipeline.span_counts()
     samples = take_turns(runners, pipeline, _blocks(mix, block), rounds=rounds)
     _report_spans(pipeline, before)
+    if USER_PROVIDER in runners:
+        start = time.perf_counter()
+        count = pipeline.user_histogram_count()
+        took = (time.perf_counter() - start) * 1e3
+        print(
+            f"  user MeterProvider's reader: db.client.operation.duration count {count} "
+            f"(every dbpulse variant's operations so far), one collection {took:.1f} ms",
+            file=sys.stderr,
+        )
     return samples
 
 

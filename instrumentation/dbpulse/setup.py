@@ -36,7 +36,6 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from dbpulse.core.entities import EntityExtractor, IsbnExtractor
 from dbpulse.core.state import STATE
 from dbpulse.core.statements import set_extractor
-from dbpulse.telemetry.export import AggregatingMetricExporter
 from dbpulse.telemetry.ids import FlowIdGenerator
 from dbpulse.telemetry.metrics import OPERATIONS
 
@@ -215,21 +214,16 @@ def _exporter_names(signal: Literal["traces", "metrics"]) -> list[str]:
     return list(_get_exporter_names(signal))
 
 
-def _metric_readers(
-    names: Sequence[str], resource: Resource, exporter: MetricExporter | None
-) -> list[MetricReader]:
-    readers: list[MetricReader] = []
+def _metric_readers(names: Sequence[str], exporter: MetricExporter | None) -> list[MetricReader]:
+    """Plain SDK readers: the aggregated histogram reaches each of them at collection
+    (:mod:`dbpulse.telemetry.readers`), pull readers such as Prometheus included."""
     if exporter is not None:
-        wrapped = AggregatingMetricExporter(exporter, resource=resource)
-        return [PeriodicExportingMetricReader(wrapped)]
+        return [PeriodicExportingMetricReader(exporter)]
     _, classes, _ = _import_exporters([], names, [])
-    for cls in classes.values():
-        if issubclass(cls, MetricReader):
-            readers.append(cls())
-        else:
-            wrapped = AggregatingMetricExporter(cls(), resource=resource)
-            readers.append(PeriodicExportingMetricReader(wrapped))
-    return readers
+    return [
+        cls() if issubclass(cls, MetricReader) else PeriodicExportingMetricReader(cls())
+        for cls in classes.values()
+    ]
 
 
 def configure(
@@ -256,8 +250,8 @@ def configure(
     ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``;
     dbpulse's own root spans are sampled adaptively whatever it is), flow-aware trace ids,
     the viz feed when ``DBPULSE_VIZ_URL`` is set. Metrics:
-    ``OTEL_METRICS_EXPORTER`` (default ``otlp``), each exporter wrapped in
-    :class:`~dbpulse.AggregatingMetricExporter`. ``span_exporter``/``metric_exporter`` replace
+    ``OTEL_METRICS_EXPORTER`` (default ``otlp``; ``prometheus`` and ``console`` too), every
+    reader carrying the aggregated histogram. ``span_exporter``/``metric_exporter`` replace
     the environment's choice (tests, custom backends).
     """
     if resource is None:
@@ -282,10 +276,7 @@ def configure(
         classes, _, _ = _import_exporters(_exporter_names("traces"), [], [])
         for cls in classes.values():
             tracer_provider.add_span_processor(CountingBatchSpanProcessor(cls()))
-    readers = _metric_readers(_exporter_names("metrics"), resource, metric_exporter)
-    # configure() owns the pipeline: every exporter it made carries the aggregated histogram
-    # (with OTEL_METRICS_EXPORTER=none there is nothing to carry it to).
-    OPERATIONS.exporter_attached = True
+    readers = _metric_readers(_exporter_names("metrics"), metric_exporter)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     if set_global:
         trace.set_tracer_provider(tracer_provider)

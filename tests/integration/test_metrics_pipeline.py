@@ -1,4 +1,4 @@
-"""The aggregated metrics path: cardinality bound, temporality, fallback without the wrapper."""
+"""The aggregated metrics path: cardinality bound, temporality, a provider without the wrapper."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
@@ -85,18 +86,26 @@ def test_delta_temporality_exports_increments():
     assert export() == []  # nothing new: no point
 
 
-def test_without_the_wrapper_the_sdk_histogram_is_used_and_still_exact(tmp_path):
-    """An application with its own MeterProvider and plain exporter still gets the histogram."""
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_without_the_wrapper_an_own_provider_still_gets_the_exact_histogram(tmp_path, when):
+    """An application with its own MeterProvider and plain reader still gets the histogram,
+    set globally before or after ``instrument()``: the aggregated one, never through the SDK's
+    ``Histogram.record`` (see tests/integration/test_metric_readers.py)."""
     script = tmp_path / "own_provider.py"
+    instrument = "dbpulse.instrument(systems=('sqlite',))\n"
     script.write_text(
         "import sqlite3, dbpulse\n"
         "from opentelemetry import metrics\n"
         "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics._internal.instrument import _Histogram\n"
         "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
-        "reader = InMemoryMetricReader()\n"
+        "def fail(*a, **k): raise AssertionError('SDK Histogram.record called')\n"
+        "_Histogram.record = fail\n"
+        + (instrument if when == "after" else "")
+        + "reader = InMemoryMetricReader()\n"
         "metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
-        "dbpulse.instrument(systems=('sqlite',))\n"
-        "c = sqlite3.connect(':memory:')\n"
+        + (instrument if when == "before" else "")
+        + "c = sqlite3.connect(':memory:')\n"
         "for i in range(7): c.execute('SELECT ?', (i,))\n"
         "data = reader.get_metrics_data()\n"
         "points = [p for rm in data.resource_metrics for sm in rm.scope_metrics\n"

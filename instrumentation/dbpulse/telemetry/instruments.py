@@ -7,6 +7,7 @@ instrument-creation calls are written once.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -27,18 +28,34 @@ class Instruments:
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
-        self._registered_for: set[str] = set()
+        self._global = False
+        # Weakly, so a later provider at a dead one's address is not taken for it.
+        self._providers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._ids: set[int] = set()  # providers without weak references
 
     def meter(self, meter_provider: Any = None) -> metrics.Meter | None:
         """The scope's meter on ``meter_provider`` the first time it is asked for, else
         ``None`` (already registered there)."""
         # The global provider may still be a proxy that is replaced later: key it as "global".
-        key = "global" if meter_provider is None else str(id(meter_provider))
-        if key in self._registered_for:
+        if meter_provider is None:
+            if self._global:
+                return None
+            self._global = True
+        elif not self._first_time(meter_provider):
             return None
-        self._registered_for.add(key)
         provider = meter_provider or metrics.get_meter_provider()
         return provider.get_meter(self.scope, __version__)
+
+    def _first_time(self, meter_provider: Any) -> bool:
+        try:
+            if meter_provider in self._providers:
+                return False
+            self._providers.add(meter_provider)
+        except TypeError:
+            if id(meter_provider) in self._ids:
+                return False
+            self._ids.add(id(meter_provider))
+        return True
 
     def observe(
         self, meter_provider: Any, observables: Sequence[Observable]

@@ -5,12 +5,10 @@ matching, exemplar reservoirs). dbpulse records each operation into a plain per-
 array under one lock (~0.3 µs) and hands the aggregate to the SDK at collection time:
 
 * counters and gauges through observable instruments (any ``MeterProvider`` collects them);
-* the ``db.client.operation.duration`` histogram through :class:`AggregatingMetricExporter`,
-  a wrapper around the real exporter that appends dbpulse's histogram points (with exemplars
-  from sampled spans) to every export. ``dbpulse.configure()`` and the
-  ``opentelemetry-instrument`` configurator install the wrapper. When an application builds its
-  own ``MeterProvider`` without it, the histogram falls back to the SDK instrument (exact, but
-  at the SDK's price per call).
+* the ``db.client.operation.duration`` histogram (with exemplars from sampled spans) through
+  :mod:`dbpulse.telemetry.readers`, which adds it to what every reader of the providers dbpulse
+  registers on collects: push (OTLP, console), pull (Prometheus) and in-memory readers alike.
+  The hot path never calls the SDK's ``Histogram.record``.
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.instruments import Instruments
+from dbpulse.telemetry.readers import serve_meter_provider
 from dbpulse.telemetry.sampler import LOAD
 from dbpulse.version import __version__
 
@@ -107,8 +106,6 @@ class OperationMetrics:
         # Keys kept for the viz feed and spans: far more than the metric's series (the cap
         # is for Prometheus, not for the sphere), still bounded.
         self.key_limit = max(cardinality_limit, _key_limit_from_env())
-        self.exporter_attached = False
-        self._sdk_histogram: metrics.Histogram | None = None
         self._instruments = Instruments("dbpulse")
         self._dropped: dict[str, int] = {}
 
@@ -173,8 +170,6 @@ class OperationMetrics:
                     self._count_keys(stmt, keys)
         finally:
             lock.release()
-        if self._sdk_histogram is not None and not self.exporter_attached:
-            self._sdk_histogram.record(duration, series.attributes)
 
     def _count_keys(self, stmt: Any, keys: tuple[str, ...]) -> None:
         collection = stmt.collection or ""
@@ -300,7 +295,8 @@ class OperationMetrics:
     # -- SDK wiring -------------------------------------------------------------------------
 
     def register_instruments(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        """Create dbpulse's observable instruments on ``meter_provider`` (once per provider)."""
+        """Create dbpulse's observable instruments on ``meter_provider`` (once per provider) and
+        serve its readers the aggregated histogram."""
         meter = self._instruments.observe(
             meter_provider,
             (
@@ -348,20 +344,10 @@ class OperationMetrics:
                 ),
             ),
         )
-        if meter is None:
-            return
-        if not self.exporter_attached:
-            _log.info(
-                "dbpulse: no AggregatingMetricExporter installed; recording "
-                "db.client.operation.duration through the SDK histogram (slower per call). "
-                "Use dbpulse.configure() or wrap your exporter in AggregatingMetricExporter."
-            )
-            self._sdk_histogram = meter.create_histogram(
-                "db.client.operation.duration",
-                unit="s",
-                description="Duration of database client operations.",
-                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
-            )
+        if meter is not None:
+            # The histogram: added to what this provider's readers collect.
+            provider = meter_provider or metrics.get_meter_provider()
+            serve_meter_provider(provider, meter, self.histogram_points, SCOPE)
 
     def _observe_writes(self, _options: CallbackOptions) -> Iterable[Observation]:
         for (system, namespace, operation, collection), rows in self.writes_snapshot().items():
