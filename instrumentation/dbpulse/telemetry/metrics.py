@@ -14,7 +14,6 @@ array under one lock (~0.3 µs) and hands the aggregate to the SDK at collection
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from bisect import bisect_left
@@ -31,6 +30,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.instruments import Instruments
+from dbpulse.telemetry.limits import (
+    DEFAULT_CARDINALITY_LIMIT,
+    isbn_limit_from_env,
+    key_limit_from_env,
+)
 from dbpulse.telemetry.readers import serve_meter_provider
 from dbpulse.telemetry.sampler import LOAD
 from dbpulse.version import __version__
@@ -46,13 +50,6 @@ _log = logging.getLogger(__name__)
 
 DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 """Advised bucket boundaries of ``db.client.operation.duration`` (semantic conventions)."""
-
-DEFAULT_CARDINALITY_LIMIT = 2000
-"""The OpenTelemetry metrics SDK specification's default cardinality limit per instrument.
-
-The Python SDK (1.45) does not enforce one, so dbpulse applies it to its own series: the
-operation series (duration histogram, written rows) and, separately configurable, the ISBN
-series."""
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _OVERFLOW_KEY: tuple[Any, ...] = ("", None, "", None, None)
@@ -105,7 +102,7 @@ class OperationMetrics:
         self.series_limit = DEFAULT_CARDINALITY_LIMIT
         # Keys kept for the viz feed and spans: far more than the metric's series (the cap
         # is for Prometheus, not for the sphere), still bounded.
-        self.key_limit = max(cardinality_limit, _key_limit_from_env())
+        self.key_limit = max(cardinality_limit, key_limit_from_env())
         self._instruments = Instruments("dbpulse")
         self._dropped: dict[str, int] = {}
 
@@ -392,28 +389,6 @@ def _observe_rate(_options: CallbackOptions) -> Iterable[Observation]:
     yield Observation(LOAD.last_rate)
 
 
-DEFAULT_KEY_LIMIT = 100_000
-"""Distinct (table, operation, key) kept for the viz feed (~100 bytes each)."""
-
-
-def _key_limit_from_env() -> int:
-    text = os.environ.get("DBPULSE_ENTITY_KEY_LIMIT", "").strip()
-    try:
-        return max(1, int(text)) if text else DEFAULT_KEY_LIMIT
-    except ValueError:
-        _log.warning("dbpulse: DBPULSE_ENTITY_KEY_LIMIT=%r is not an integer", text)
-        return DEFAULT_KEY_LIMIT
-
-
-def _limit_from_env() -> int:
-    text = os.environ.get("DBPULSE_ISBN_CARDINALITY_LIMIT", "").strip()
-    try:
-        return max(1, int(text)) if text else DEFAULT_CARDINALITY_LIMIT
-    except ValueError:
-        _log.warning("dbpulse: DBPULSE_ISBN_CARDINALITY_LIMIT=%r is not an integer", text)
-        return DEFAULT_CARDINALITY_LIMIT
-
-
-OPERATIONS = OperationMetrics(_limit_from_env())
+OPERATIONS = OperationMetrics(isbn_limit_from_env())
 in_child_after_fork(OPERATIONS._after_fork_in_child)
 """The process-wide aggregate."""
