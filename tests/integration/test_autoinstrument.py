@@ -75,7 +75,7 @@ def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: 
     objects = _objects(result.stdout)
     spans = [o for o in objects if "context" in o and "kind" in o]
     names = sorted(s["name"] for s in spans)
-    assert names == ["CREATE books", "INSERT books", "INSERT books", "SELECT", "SELECT books"]
+    assert names == ["CREATE TABLE books", "INSERT books", "INSERT books", "SELECT", "SELECT books"]
     assert {s["kind"] for s in spans} == {"SpanKind.CLIENT"}
     assert {s["resource"]["attributes"]["service.name"] for s in spans} == {"unmodified-app"}
     batch = next(s for s in spans if s["attributes"].get("db.operation.batch.size"))

@@ -82,7 +82,9 @@ class Statement:
         self.summary = info.summary or self.operation
         self.text = info.sanitized
         self.is_write = info.is_write
-        self.span_name = (
+        # Stable semconv: the span is named {db.query.summary} when there is one (bounded,
+        # 255 characters), else {db.operation.name} {target}, else the operation.
+        self.span_name = info.summary or (
             f"{self.operation} {self.collection}" if self.collection else self.operation
         )
         # A write whose rows come back (INSERT ... RETURNING): drivers know its row count only
@@ -108,6 +110,7 @@ class Statement:
         stmt = cls.__new__(cls)
         stmt.operation = operation
         stmt.collection = collection
+        # The summary is {operation} {target}, so the span's name (its summary) is both.
         stmt.summary = f"{operation} {collection}" if collection else operation
         stmt.text = text
         stmt.is_write = is_write

@@ -6,8 +6,10 @@ instrumented application would feed it, sampler included: every 30 s a burst at 
 rate pushes the adaptive sampler out of detailed mode, and the sphere keeps showing every write
 because the feed merges the exact counters (``docs/viz.md``).
 
-When ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, the demo also exports its spans and metrics there
-through ``dbpulse.configure()`` (the docker-compose stack uses this).
+When the process already has an SDK (``opentelemetry-instrument dbpulse demo``, an application
+that configured one), the demo feeds the sphere from that provider and replaces nothing. Else,
+when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, it also exports its spans and metrics there through
+``dbpulse.configure()`` (the docker-compose stack uses this).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
@@ -127,11 +130,35 @@ class DemoWorkload:
         conn.close()
 
 
+@dataclass
+class _Borrowed:
+    """The process's own SDK, lent to the demo: on exit the demo stops its feed and flushes the
+    providers, but shuts down nothing it did not build."""
+
+    provider: TracerProvider
+    feed: VizFeedProcessor
+
+    def shutdown(self) -> None:
+        self.feed.shutdown()
+        for provider in (self.provider, metrics.get_meter_provider()):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                flush()
+
+
 def _telemetry(server_url: str, token: str | None) -> tuple[Any, VizFeedProcessor | None]:
     """Instrument SQLite with dbpulse and feed the in-process viz server."""
     import dbpulse
     from dbpulse.telemetry.sampler import LOAD, AdaptiveSampler
 
+    configured = trace.get_tracer_provider()
+    if isinstance(configured, TracerProvider):
+        # Setting providers again would only make the API refuse, loudly ("Overriding of
+        # current TracerProvider is not allowed"): add the sphere's feed to the one in place.
+        feed = VizFeedProcessor(server_url, token=token)
+        configured.add_span_processor(feed)
+        dbpulse.instrument(systems=("sqlite",))
+        return _Borrowed(configured, feed), feed
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         os.environ["DBPULSE_VIZ_URL"] = server_url
         if token:
