@@ -19,7 +19,7 @@ as for the flow commands: the process's SDK under ``opentelemetry-instrument``, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,12 +38,14 @@ Duration = Annotated[
 ]
 
 
+def _file(flag: str, envvar: str, help: str) -> Any:
+    """A file option, also read from ``envvar``."""
+    return typer.Option(flag, envvar=envvar, help=help)
+
+
 def collector(
     sqlite: Annotated[
-        Path,
-        typer.Option(
-            "--sqlite", envvar="DBPULSE_SQLITE_PATH", help="SQLite file the collector writes."
-        ),
+        Path, _file("--sqlite", "DBPULSE_SQLITE_PATH", "SQLite file the collector writes.")
     ] = Path("books.db"),
     postgres: Annotated[
         str | None,
@@ -109,10 +111,7 @@ def cache(
 
 def executions(
     database: Annotated[
-        Path,
-        typer.Option(
-            "--database", envvar="DBPULSE_DUCKDB_PATH", help="DuckDB file of the execution log."
-        ),
+        Path, _file("--database", "DBPULSE_DUCKDB_PATH", "DuckDB file of the execution log.")
     ] = Path("executions.duckdb"),
     rate: Rate = 10.0,
     failure_rate: Annotated[
@@ -137,6 +136,6 @@ def executions(
     )
     statuses = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items()))
     typer.echo(
-        f"executions stopped: {report.started} started, {report.finished} finished "
-        f"({statuses or 'none'}), {report.reads} reads"
+        f"executions stopped: {report.count('INSERT')} started, {report.count('UPDATE')} "
+        f"finished ({statuses or 'none'}), {report.count('SELECT')} reads"
     )

@@ -67,19 +67,21 @@ class ExecutionsOptions:
 
 @dataclass
 class ExecutionsReport:
-    """What the workload did, statement by statement (the counts dbpulse must show)."""
+    """What the workload did: its statements by operation, as dbpulse names them (the counts
+    the dashboards must show), and the executions by outcome."""
 
-    started: int = 0
-    """INSERTs: one row each."""
-    finished: int = 0
-    """UPDATEs: one row each."""
-    reads: int = 0
-    """SELECTs: the last id at start, then one fetch of the summary relation per execution."""
-    schema: int = 0
-    """CREATE TABLE statements."""
+    statements: dict[str, int] = field(default_factory=dict)
+    """``CREATE`` once, ``SELECT`` (the last id at start, then one fetch of the summary
+    relation per execution), ``INSERT`` and ``UPDATE`` (one row each) per execution."""
     by_status: dict[str, int] = field(default_factory=dict)
     summary: list[tuple[Any, ...]] = field(default_factory=list)
     """The summary relation's last result: (status, executions, avg_ms) rows."""
+
+    def ran(self, operation: str) -> None:
+        self.statements[operation] = self.statements.get(operation, 0) + 1
+
+    def count(self, operation: str) -> int:
+        return self.statements.get(operation, 0)
 
 
 def run_executions(
@@ -94,24 +96,24 @@ def run_executions(
     con = duckdb.connect(options.database)
     try:
         con.execute(SCHEMA)
-        report.schema += 1
+        report.ran("CREATE")
         row = con.execute(LAST_ID).fetchone()
-        report.reads += 1
+        report.ran("SELECT")
         next_id = int(row[0]) + 1 if row else 1
         summary = con.sql(SUMMARY)  # built once: runs at each fetch
         for _ in paced(options.rate, stop, options.duration, options.count):
             pattern, symbol = rng.choice(PATTERNS), rng.choice(SYMBOLS)
             started_at = datetime.now(UTC).replace(tzinfo=None)
             con.execute(START, [next_id, pattern, symbol, started_at])
-            report.started += 1
+            report.ran("INSERT")
             duration_ms = round(rng.lognormvariate(3.5, 0.6), 3)  # ~33 ms median
             status = "failed" if rng.random() < options.failure_rate else "ok"
             con.execute(FINISH, [duration_ms, status, next_id])
-            report.finished += 1
+            report.ran("UPDATE")
             report.by_status[status] = report.by_status.get(status, 0) + 1
             next_id += 1
             report.summary = summary.fetchall()
-            report.reads += 1
+            report.ran("SELECT")
     finally:
         con.close()
     return report
