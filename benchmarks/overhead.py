@@ -6,6 +6,7 @@ and ``DBPULSE_TEST_REDIS_URL``; a server that is not there skips its rows, loudl
     python benchmarks/overhead.py                 # everything, 5-10 minutes on 2 quiet cores
     python benchmarks/overhead.py --quick         # fewer rounds and smaller blocks
     python benchmarks/overhead.py --only psycopg  # workloads whose title contains the text
+    python benchmarks/overhead.py --only duckdb --no-e2e  # the DuckDB rows
     python benchmarks/overhead.py --no-e2e        # in-process rows only (--e2e-only: the rest)
     python benchmarks/overhead.py --mix 'free text'  # one data mix (e2e rows: that mix)
 
@@ -30,9 +31,15 @@ threads), and the added cost against ``raw``. Taking turns cancels the drift of 
 Workloads: SQLite ``cursor.execute`` and ``conn.execute`` INSERTs in one transaction per block
 (files in a temp directory), 10k autocommit INSERTs on a WAL file (valid ISBN-13 mix, the
 predecessor's benchmark), psycopg INSERTs over loopback (autocommit), redis-py ``SET`` + ``GET``
-of one key (µs per pair). Mixes (``overhead_mixes.py``): distinct valid ISBN-13s, distinct
-13-digit numbers failing the checksum, free text, integers only. No block reuses another's
-values, so dbpulse's cache of recent values gets no help it would not get in production.
+of one key (µs per pair), DuckDB ``execute`` INSERTs with a parameter list in one transaction
+per block (files), and one DuckDB relation fetched again and again (``rel = conn.sql("SELECT
+...")`` once, ``rel.fetchall()`` per op: each fetch is an execution, an aggregate over 1000
+rows). DuckDB rows have no ``contrib`` variant: no OpenTelemetry instrumentation of DuckDB
+exists besides dbpulse's; ``raw`` is a connection with dbpulse's proxy taken off
+(``DuckDBInstrumentor.uninstrument_connection``). Mixes (``overhead_mixes.py``): distinct valid
+ISBN-13s, distinct 13-digit numbers failing the checksum, free text, integers only. No block
+reuses another's values, so dbpulse's cache of recent values gets no help it would not get in
+production.
 
 Spans go to ``BatchSpanProcessor`` s whose exporters count and discard them (the counts are
 printed on stderr, a check that each variant did its work), so the numbers are the
@@ -81,6 +88,8 @@ from overhead_e2e import E2E_HEADER, e2e_workload, print_e2e
 from overhead_inprocess import (
     Pipeline,
     Samples,
+    duckdb_insert_workload,
+    duckdb_relation_workload,
     psycopg_workload,
     redis_workload,
     sqlite_workload,
@@ -130,6 +139,11 @@ def inprocess_workloads(
     ):
         for mix in MIXES.values():
             out.append((title, mix.name, partial(workload, mix, pipeline, net_block, rounds)))
+    for mix in MIXES.values():
+        run = partial(duckdb_insert_workload, mix, pipeline, tmp, block, rounds)
+        out.append(("duckdb execute INSERT, parameters (1 txn)", mix.name, run))
+    run = partial(duckdb_relation_workload, VALID, pipeline, tmp, block, rounds)
+    out.append(("duckdb relation fetchall, same relation again", VALID.name, run))
     return out
 
 

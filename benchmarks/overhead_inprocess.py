@@ -313,3 +313,79 @@ def redis_workload(mix: Mix, pipeline: Pipeline, block: int, rounds: int) -> Sam
             client.close()
     _report_spans(pipeline, before)
     return samples
+
+
+DUCKDB_VARIANTS = ("raw", "dbpulse aggregated", "dbpulse detailed")  # no contrib exists
+DUCKDB_SUMMARY = "SELECT count(*), avg(price), max(copies) FROM books WHERE copies > 1"
+
+
+def _duckdb_connections(pipeline: Pipeline, tmp: Path, label: str, columns: str) -> dict[str, Any]:
+    """A DuckDB file per variant with a typed ``books`` table; ``raw`` unwrapped (dbpulse's
+    proxy taken off: the compiled connection alone), the others observed."""
+    import duckdb
+
+    from dbpulse import DuckDBInstrumentor
+
+    pipeline.dbpulse.instrument(systems=("duckdb",))
+    key, title, price, copies = columns.split(", ")
+    connections: dict[str, Any] = {}
+    for i, name in enumerate(DUCKDB_VARIANTS):
+        conn = duckdb.connect(str(tmp / f"duckdb-{label}-{os.getpid()}-{i}.duckdb"))
+        if name == "raw":
+            conn = DuckDBInstrumentor.uninstrument_connection(conn)
+        conn.execute(
+            f"CREATE TABLE books (isbn {key}, title {title}, price {price}, copies {copies})"
+        )
+        connections[name] = conn
+    return connections
+
+
+def duckdb_insert_workload(
+    mix: Mix, pipeline: Pipeline, tmp: Path, block: int, rounds: int
+) -> Samples:
+    """Small INSERTs through ``execute`` with a parameter list, one transaction per block."""
+    connections = _duckdb_connections(pipeline, tmp, mix.name.split()[0], mix.columns)
+    runners: dict[str, Runner] = {}
+    for name, conn in connections.items():
+
+        def run(data: list[Row], conn: Any = conn) -> None:
+            conn.begin()
+            for row in data:
+                conn.execute(SQLITE_INSERT, list(row))
+            conn.commit()
+
+        runners[name] = run
+    before = pipeline.span_counts()
+    try:
+        samples = take_turns(runners, pipeline, _blocks(mix, block), rounds=rounds)
+    finally:
+        for conn in connections.values():
+            conn.close()
+    _report_spans(pipeline, before)
+    return samples
+
+
+def duckdb_relation_workload(
+    mix: Mix, pipeline: Pipeline, tmp: Path, block: int, rounds: int, rows: int = 1000
+) -> Samples:
+    """One relation built per variant (``rel = conn.sql(...)``) and fetched ``block`` times a
+    block (``rel.fetchall()``): each fetch runs the aggregate over ``rows`` rows again."""
+    connections = _duckdb_connections(pipeline, tmp, "relation", mix.columns)
+    runners: dict[str, Runner] = {}
+    for name, conn in connections.items():
+        conn.executemany(SQLITE_INSERT, [list(row) for row in mix.make(0, rows)])
+        relation = conn.sql(DUCKDB_SUMMARY)
+
+        def run(data: list[int], relation: Any = relation) -> None:
+            for _ in data:
+                relation.fetchall()
+
+        runners[name] = run
+    before = pipeline.span_counts()
+    try:
+        samples = take_turns(runners, pipeline, lambda _: list(range(block)), rounds=rounds)
+    finally:
+        for conn in connections.values():
+            conn.close()
+    _report_spans(pipeline, before)
+    return samples

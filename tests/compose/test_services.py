@@ -116,6 +116,20 @@ PROOFS: dict[str, list[Proof]] = {
         _proof("cache hits", CACHE, dbpulse_cache_result="hit"),
         _proof("cache misses", CACHE, dbpulse_cache_result="miss"),
     ],
+    "executions": [
+        _proof(
+            "DuckDB executions writes",
+            WRITES,
+            db_system_name="duckdb",
+            db_collection_name="executions",
+        ),
+        _proof(
+            "DuckDB relation reads",
+            "db_client_operation_duration_seconds_count",
+            db_system_name="duckdb",
+            db_operation_name="SELECT",
+        ),
+    ],
     "viz": [
         _proof(
             "its Redis feed backbone",
@@ -327,7 +341,7 @@ def test_every_dashboard_panel_has_data_in_steady_state(
     variables = {
         **BUILTINS,
         "service": "(" + "|".join(names) + ")",
-        "system": "(sqlite|postgresql|redis)",
+        "system": "(sqlite|postgresql|redis|duckdb)",
         "table": ".*",
         "channel": DEFAULT_CHANNEL,
     }

@@ -66,3 +66,21 @@ def test_rerun_on_rides_out_listed_errors_only() -> None:
     stop.set()
     with pytest.raises(ConnectionError):
         rerun_on((ConnectionError,), lost, stop, pause=0.01)
+
+
+def test_the_execution_log_records_each_run_and_continues_after_a_restart(tmp_path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    from dbpulse.demo.executions import ExecutionsOptions, run_executions
+
+    path = str(tmp_path / "executions.duckdb")
+    first = run_executions(ExecutionsOptions(database=path, rate=0, count=20, failure_rate=0.5))
+    assert first.statements == {"CREATE": 1, "SELECT": 21, "INSERT": 20, "UPDATE": 20}
+    assert sum(first.by_status.values()) == 20 and set(first.by_status) == {"ok", "failed"}
+    assert {status: n for status, n, _ in first.summary} == first.by_status
+    again = run_executions(ExecutionsOptions(database=path, rate=0, count=5, seed=4))
+    assert again.count("INSERT") == 5
+    with duckdb.connect(path) as con:
+        ids = [row[0] for row in con.execute("SELECT id FROM executions ORDER BY id").fetchall()]
+        assert ids == list(range(1, 26))
+        running = con.execute("SELECT count(*) FROM executions WHERE status = 'running'")
+        assert running.fetchone() == (0,)

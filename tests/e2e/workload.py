@@ -3,7 +3,8 @@
 It writes books (with ISBNs) to SQLite and, when a DSN is given, PostgreSQL, as a plain
 application instrumented by dbpulse (its own process, exporting over OTLP), and passes a
 message producer → Redis → consumer between two services (PRODUCER/CONSUMER spans linked
-through a W3C ``traceparent`` in the message) for the service graph.
+through a W3C ``traceparent`` in the message) for the service graph. ``run_duckdb_workload``
+runs the demo's DuckDB execution log (seed 003's ``executions`` table) the same way.
 
 Run as a program it loops until a stop file appears (the collector-kill test drives it)::
 
@@ -107,33 +108,10 @@ def run_workload(
     (``result.flow_trace_id``), with the consumer in the ``consumer`` service so the service
     graph has an edge.
     """
-    service = str(app.tracer_provider.resource.attributes["service.name"])
-    command = [
-        sys.executable,
-        "-m",
-        "tests.e2e.workload",
-        "db",
-        "--ops",
-        str(ops_per_system),
-        "--sqlite",
-        str(sqlite_path),
-    ]
+    command = ["db", "--ops", str(ops_per_system), "--sqlite", str(sqlite_path)]
     if postgres_dsn:
         command += ["--postgres", postgres_dsn]
-    env = {
-        **os.environ,
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{app.endpoint}",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_METRICS_EXPORTER": "otlp",
-    }
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=_REPO)
-    if done.returncode != 0:
-        raise RuntimeError(f"the instrumented workload failed:\n{done.stderr[-3000:]}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _run_instrumented(app, command)
     result = WorkloadResult(
         trace_id=report["trace_id"],
         ops_by_system=report["ops_by_system"],
@@ -146,6 +124,57 @@ def run_workload(
     app.flush()
     consumer.flush()
     return result
+
+
+def run_duckdb_workload(app: OtlpProviders, database: Path, executions: int, rate: float) -> Any:
+    """``executions`` runs of the DuckDB execution log (``dbpulse.demo.executions``) at ``rate``
+    per second, in one trace (``trace_id``), in an instrumented process under the app's service
+    name; returns its report (counts by statement, ``spans`` in the trace)."""
+    command = ["duckdb", "--database", str(database), "--count", str(executions)]
+    return _run_instrumented(app, [*command, "--rate", str(rate)])
+
+
+def _run_instrumented(app: OtlpProviders, arguments: list[str]) -> Any:
+    """``python -m tests.e2e.workload <arguments>`` exporting to ``app``'s collector under its
+    service name; the JSON report it prints last."""
+    service = str(app.tracer_provider.resource.attributes["service.name"])
+    env = {
+        **os.environ,
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{app.endpoint}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+    }
+    command = [sys.executable, "-m", "tests.e2e.workload", *arguments]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=_REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"the instrumented workload failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _duckdb_workload(database: Path, executions: int, rate: float) -> dict[str, Any]:
+    """The instrumented application: the demo's DuckDB execution log under dbpulse, one trace."""
+    from dataclasses import asdict
+
+    from opentelemetry import trace
+
+    import dbpulse
+    from dbpulse.demo.executions import ExecutionsOptions, run_executions
+
+    telemetry = dbpulse.configure()
+    dbpulse.instrument(systems=("duckdb",))
+    options = ExecutionsOptions(database=str(database), rate=rate, count=executions)
+    with trace.get_tracer("dbpulse.e2e").start_as_current_span("e2e duckdb workload") as root:
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        done = run_executions(options)
+    telemetry.shutdown()
+    report = asdict(done)
+    report["summary"] = [list(row) for row in done.summary]
+    spans = 1 + sum(done.statements.values())  # the root, then one per statement
+    return {**report, "trace_id": trace_id, "spans": spans}
 
 
 def _database_workload(ops: int, sqlite_path: Path, postgres_dsn: str | None) -> dict[str, Any]:
@@ -263,6 +292,14 @@ def _loop(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "duckdb":
+        parser = argparse.ArgumentParser(description="the instrumented DuckDB workload")
+        parser.add_argument("--database", type=Path, required=True)
+        parser.add_argument("--count", type=int, required=True)
+        parser.add_argument("--rate", type=float, default=10.0)
+        args = parser.parse_args(sys.argv[2:])
+        print(json.dumps(_duckdb_workload(args.database, args.count, args.rate)), flush=True)
+        return 0
     if len(sys.argv) > 1 and sys.argv[1] == "db":
         parser = argparse.ArgumentParser(description="one instrumented database workload")
         parser.add_argument("--ops", type=int, required=True)

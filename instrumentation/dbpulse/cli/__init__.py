@@ -7,6 +7,7 @@
     dbpulse demo consumer        # pattern-flow consumer delivering to simulated users
     dbpulse demo collector       # ISBN writes to SQLite and PostgreSQL (psycopg_pool)
     dbpulse demo cache           # book lookups through a Redis cache (hits and misses)
+    dbpulse demo executions      # a pattern-execution log in DuckDB (seed 003's table)
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
 
 Each command's module is imported only when that command's extra is installed
@@ -58,7 +59,7 @@ def _build() -> None:
         command = _load("dbpulse.cli.flows", name, "redis")
         if command is not None:
             demo_app.command(name)(command)
-    for name, extra in (("collector", "postgres"), ("cache", "redis")):
+    for name, extra in (("collector", "postgres"), ("cache", "redis"), ("executions", "duckdb")):
         command = _load("dbpulse.cli.workloads", name, extra)
         if command is not None:
             demo_app.command(name)(command)

@@ -1,14 +1,16 @@
-"""``dbpulse demo collector`` and ``dbpulse demo cache``: database workloads for the dashboards.
+"""``dbpulse demo collector``, ``cache`` and ``executions``: database workloads for the dashboards.
 
-The CLI registers the two functions as Typer commands::
+The CLI registers the functions as Typer commands::
 
     demo.command("collector")(collector)
     demo.command("cache")(cache)
+    demo.command("executions")(executions)
 
 ``collector`` writes books with ISBNs to SQLite and, given a DSN, to PostgreSQL through a
 ``psycopg_pool`` pool (``dbpulse.demo.collector``); ``cache`` looks books up through a Redis
-cache with hits and misses (``dbpulse.demo.cache``). Both run until ``--duration``, SIGTERM or
-Ctrl-C, then print what they did and exit 0; the cache rides out a lost Redis connection (and
+cache with hits and misses (``dbpulse.demo.cache``); ``executions`` keeps a pattern-execution
+log in a DuckDB file (``dbpulse.demo.executions``). Each runs until ``--duration``, SIGTERM or
+Ctrl-C, then prints what it did and exits 0; the cache rides out a lost Redis connection (and
 the collector's pool a lost PostgreSQL one: failed writes are counted and logged). Telemetry
 as for the flow commands: the process's SDK under ``opentelemetry-instrument``, else
 :func:`dbpulse.configure`.
@@ -17,16 +19,17 @@ as for the flow commands: the process's SDK under ``opentelemetry-instrument``, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from dbpulse.cli._running import redis_errors, run_until_stopped
 from dbpulse.demo.cache import CacheOptions, run_cache
 from dbpulse.demo.collector import CollectorOptions, run_collector
+from dbpulse.demo.executions import ExecutionsOptions, run_executions
 from dbpulse.demo.running import rerun_on
 
-__all__ = ["cache", "collector"]
+__all__ = ["cache", "collector", "executions"]
 
 Rate = Annotated[float, typer.Option("--rate", help="Operations per second.", min=0.1)]
 Isbns = Annotated[int, typer.Option("--isbns", help="Distinct books in the catalogue.", min=1)]
@@ -35,12 +38,14 @@ Duration = Annotated[
 ]
 
 
+def _file(flag: str, envvar: str, help: str) -> Any:
+    """A file option, also read from ``envvar``."""
+    return typer.Option(flag, envvar=envvar, help=help)
+
+
 def collector(
     sqlite: Annotated[
-        Path,
-        typer.Option(
-            "--sqlite", envvar="DBPULSE_SQLITE_PATH", help="SQLite file the collector writes."
-        ),
+        Path, _file("--sqlite", "DBPULSE_SQLITE_PATH", "SQLite file the collector writes.")
     ] = Path("books.db"),
     postgres: Annotated[
         str | None,
@@ -102,3 +107,35 @@ def cache(
         typer.echo(
             f"cache stopped: {report.hits} hits, {report.misses} misses (ratio {report.ratio:.2f})"
         )
+
+
+def executions(
+    database: Annotated[
+        Path, _file("--database", "DBPULSE_DUCKDB_PATH", "DuckDB file of the execution log.")
+    ] = Path("executions.duckdb"),
+    rate: Rate = 10.0,
+    failure_rate: Annotated[
+        float, typer.Option(help="Share of executions that finish 'failed'.", min=0.0, max=1.0)
+    ] = 0.05,
+    count: Annotated[
+        int, typer.Option("--count", help="Stop after this many executions (0: no limit).", min=0)
+    ] = 0,
+    duration: Duration = 0.0,
+) -> None:
+    """Keep a pattern-execution log in DuckDB: INSERT, UPDATE and a re-read relation per run."""
+    options = ExecutionsOptions(
+        database=str(database),
+        rate=rate,
+        failure_rate=failure_rate,
+        duration=duration or None,
+        count=count or None,
+    )
+    typer.echo(f"dbpulse demo executions: {rate:g} executions/s into {database}")
+    report = run_until_stopped(
+        "dbpulse-demo-executions", lambda stop: run_executions(options, stop)
+    )
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items()))
+    typer.echo(
+        f"executions stopped: {report.count('INSERT')} started, {report.count('UPDATE')} "
+        f"finished ({statuses or 'none'}), {report.count('SELECT')} reads"
+    )
