@@ -17,6 +17,8 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
   :class:`RedisInstrumentor`, :class:`DuckDBInstrumentor` (and their ``instrument_connection``)
 * :class:`AdaptiveSampler`, :class:`AggregatingMetricExporter`
 * :class:`IsbnExtractor` and the :class:`EntityExtractor` protocol
+* :func:`retry` (retry on lock errors) and :func:`sqlite_connect` (WAL + busy timeout);
+  ``dbpulse.health`` (database health checks, ``dbpulse health`` on the command line)
 * ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
 * ``dbpulse.testing.reset()`` for test suites that share one process-wide pipeline
 """
@@ -53,7 +55,9 @@ __all__ = [
     "instrument",
     "is_enabled",
     "normalize_isbn",
+    "retry",
     "set_enabled",
+    "sqlite_connect",
     "uninstrument",
 ]
 
@@ -72,4 +76,8 @@ def __getattr__(name: str) -> object:
         from dbpulse.instrumentors.duckdb import DuckDBInstrumentor
 
         return DuckDBInstrumentor
+    if name in ("retry", "sqlite_connect"):
+        from dbpulse.health import retry as lock_resilience
+
+        return getattr(lock_resilience, name)
     raise AttributeError(f"module 'dbpulse' has no attribute {name!r}")

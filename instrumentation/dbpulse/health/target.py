@@ -135,7 +135,9 @@ class Target(ABC):
             reason += (
                 f" (slower than {level.warning if status is Status.WARNING else level.critical} ms)"
             )
-        return CheckResult("connect", status, reason, {"elapsed_ms": round(elapsed_ms, 3)})
+        return CheckResult(
+            "connect", status, reason, {"elapsed_ms": round(elapsed_ms, 3)}, elapsed_ms
+        )
 
     def _schema(self, conn: Any) -> CheckResult:
         tables = self.table_names(conn)
