@@ -135,7 +135,13 @@ class SQLiteTarget(Target):
         deadline = time.monotonic() + limit
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
         try:
-            problems = [str(row[0]) for row in self.rows(conn, "PRAGMA quick_check")]
+            rows = self.rows(conn, "PRAGMA quick_check")
+            problems = [
+                line
+                for (text,) in rows
+                for line in str(text).splitlines()
+                if line.strip() and not line.startswith("*** in database")
+            ]
         except sqlite3.OperationalError:
             if time.monotonic() <= deadline:
                 raise
