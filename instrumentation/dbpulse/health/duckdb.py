@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dbpulse.health.model import CheckResult, Status
-from dbpulse.health.target import Target, Unavailable, first_line, mb, size_statuses
+from dbpulse.health.target import Target, Unavailable, first_line, import_driver, mb, size_statuses
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["DuckDBTarget"]
@@ -27,12 +27,7 @@ class DuckDBTarget(Target):
         self.path = Path(path)
 
     def open(self, thresholds: Thresholds) -> Any:
-        try:
-            import duckdb
-        except ImportError:
-            raise Unavailable(
-                Status.UNKNOWN, "checking DuckDB needs duckdb: pip install 'dbpulse[duckdb]'"
-            ) from None
+        duckdb = import_driver("duckdb", "DuckDB", "duckdb")
         if not self.path.is_file():
             what = "does not exist" if not self.path.exists() else "is not a file"
             raise Unavailable(Status.CRITICAL, f"{self.path} {what} (the check never creates it)")

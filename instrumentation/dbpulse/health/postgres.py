@@ -15,16 +15,13 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from dbpulse.health.model import CheckResult, Status, worst
-from dbpulse.health.target import Target, Unavailable, first_line, mb, size_statuses
+from dbpulse.health.target import Target, Unavailable, first_line, import_driver, mb, size_statuses
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["PostgresTarget"]
 
 _SETTINGS = (
-    "lock_timeout",
-    "statement_timeout",
-    "idle_in_transaction_session_timeout",
-    "deadlock_timeout",
+    "lock_timeout statement_timeout idle_in_transaction_session_timeout deadlock_timeout".split()
 )
 
 
@@ -45,12 +42,7 @@ class PostgresTarget(Target):
         self.dsn = dsn
 
     def open(self, thresholds: Thresholds) -> Any:
-        try:
-            import psycopg
-        except ImportError:
-            raise Unavailable(
-                Status.UNKNOWN, "checking PostgreSQL needs psycopg: pip install 'dbpulse[postgres]'"
-            ) from None
+        psycopg = import_driver("psycopg", "PostgreSQL", "postgres")
         timeout = max(1, round((thresholds.level("connect").critical or 5000) / 1000))
         try:
             conn = psycopg.connect(self.dsn, connect_timeout=timeout, autocommit=True)

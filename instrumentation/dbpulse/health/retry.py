@@ -39,6 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -172,27 +173,20 @@ class _Loop:
         return attempt
 
 
+@dataclass(frozen=True, kw_only=True)
 class Retry:
     """A retry policy; see the module docstring. Reusable: each call's state is its own loop."""
 
-    def __init__(
-        self,
-        *,
-        max_attempts: int = 4,
-        initial_delay: float = 0.1,
-        max_delay: float = 5.0,
-        deadline: float | None = None,
-        jitter: float = 0.25,
-        retry_on: Callable[[BaseException], bool] = is_lock_error,
-    ) -> None:
-        if max_attempts < 1:
+    max_attempts: int = 4
+    initial_delay: float = 0.1
+    max_delay: float = 5.0
+    deadline: float | None = None
+    jitter: float = 0.25
+    retry_on: Callable[[BaseException], bool] = is_lock_error
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self.max_attempts = max_attempts
-        self.initial_delay = initial_delay
-        self.max_delay = max_delay
-        self.deadline = deadline
-        self.jitter = jitter
-        self.retry_on = retry_on
         RETRIES.register()
 
     # -- the loop's bookkeeping ------------------------------------------------------------

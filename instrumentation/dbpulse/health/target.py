@@ -7,6 +7,7 @@ its tables, and return its own checks (size, configuration, integrity) from ``ow
 
 from __future__ import annotations
 
+import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from dbpulse.health.model import CheckResult, Status, TargetReport
 from dbpulse.health.thresholds import TableSpec, Thresholds
 from dbpulse.telemetry.errors import error_type_of
 
-__all__ = ["Target", "Unavailable", "first_line", "quote_identifier"]
+__all__ = ["Target", "Unavailable", "first_line", "import_driver", "quote_identifier"]
 
 
 class Unavailable(Exception):
@@ -34,6 +35,16 @@ def first_line(exc: BaseException) -> str:
     """An exception as one line: its error type and the first line of its message."""
     message = str(exc).strip().splitlines()
     return f"{error_type_of(exc)}: {message[0]}" if message else error_type_of(exc)
+
+
+def import_driver(module: str, database: str, extra: str) -> Any:
+    """The driver module, or :class:`Unavailable` (UNKNOWN: not checked) naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Unavailable(
+            Status.UNKNOWN, f"checking {database} needs {module}: pip install 'dbpulse[{extra}]'"
+        ) from None
 
 
 def quote_identifier(name: str) -> str:
