@@ -8,12 +8,12 @@ which this check reports as ERROR with that reason. Checks beyond the shared one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dbpulse.health.figures import mb, size_statuses
 from dbpulse.health.model import CheckResult, Status
-from dbpulse.health.target import Target, Unavailable, first_line, import_driver, mb, size_statuses
+from dbpulse.health.target import Checks, Target, Unavailable, first_line, import_driver
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["DuckDBTarget"]
@@ -54,9 +54,7 @@ class DuckDBTarget(Target):
         rows = self.rows(conn, "SELECT table_name FROM information_schema.tables")
         return {str(name).lower() for (name,) in rows}
 
-    def own_checks(
-        self, conn: Any, thresholds: Thresholds
-    ) -> Iterator[tuple[str, Callable[[], CheckResult]]]:
+    def own_checks(self, conn: Any, thresholds: Thresholds) -> Checks:
         yield "size", lambda: self._size(conn, thresholds)
         yield "configuration", lambda: self._configuration(conn)
 

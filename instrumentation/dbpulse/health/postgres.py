@@ -10,12 +10,12 @@ bound lock waits). Query texts of other sessions are never read: they may carry 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from dbpulse.health.figures import mb, size_statuses
 from dbpulse.health.model import CheckResult, Status, worst
-from dbpulse.health.target import Target, Unavailable, first_line, import_driver, mb, size_statuses
+from dbpulse.health.target import Checks, Target, Unavailable, first_line, import_driver
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["PostgresTarget"]
@@ -63,9 +63,7 @@ class PostgresTarget(Target):
         )
         return {str(name).lower() for (name,) in rows}
 
-    def own_checks(
-        self, conn: Any, thresholds: Thresholds
-    ) -> Iterator[tuple[str, Callable[[], CheckResult]]]:
+    def own_checks(self, conn: Any, thresholds: Thresholds) -> Checks:
         yield "size", lambda: self._size(conn, thresholds)
         yield "connections", lambda: self._connections(conn, thresholds)
         yield "long_transactions", lambda: self._long_transactions(conn, thresholds)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from dbpulse.health.figures import mb, size_statuses
 from dbpulse.health.model import CheckResult, Status
-from dbpulse.health.target import Target, Unavailable, first_line, mb, size_statuses
+from dbpulse.health.target import Checks, Target, Unavailable, first_line
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["SQLiteTarget"]
@@ -68,9 +68,7 @@ class SQLiteTarget(Target):
     def user_version(self, conn: Any) -> int | None:
         return int(self.rows(conn, "PRAGMA user_version")[0][0])
 
-    def own_checks(
-        self, conn: Any, thresholds: Thresholds
-    ) -> Iterator[tuple[str, Callable[[], CheckResult]]]:
+    def own_checks(self, conn: Any, thresholds: Thresholds) -> Checks:
         yield "size", lambda: self._size(conn, thresholds)
         yield "configuration", lambda: self._configuration(conn, thresholds)
         yield "integrity", lambda: self._integrity(conn, thresholds)

@@ -14,11 +14,16 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from dbpulse.health.figures import age_text
 from dbpulse.health.model import CheckResult, Status, TargetReport
 from dbpulse.health.thresholds import TableSpec, Thresholds
 from dbpulse.telemetry.errors import error_type_of
 
-__all__ = ["Target", "Unavailable", "first_line", "import_driver", "quote_identifier"]
+__all__ = ["Checks", "Target", "Unavailable", "first_line", "import_driver", "quote_identifier"]
+
+
+Checks = Iterator[tuple[str, Callable[[], CheckResult]]]
+"""A target's own checks: ``(name, run)`` pairs, run in order."""
 
 
 class Unavailable(Exception):
@@ -82,9 +87,7 @@ class Target(ABC):
         """Names of the tables the connection sees (lower case)."""
 
     @abstractmethod
-    def own_checks(
-        self, conn: Any, thresholds: Thresholds
-    ) -> Iterator[tuple[str, Callable[[], CheckResult]]]:
+    def own_checks(self, conn: Any, thresholds: Thresholds) -> Checks:
         """This kind's checks (size, configuration, integrity), as ``(name, run)`` pairs."""
 
     def close(self, conn: Any) -> None:
@@ -212,47 +215,10 @@ class Target(ABC):
             figures.update(newest=when.isoformat(timespec="seconds"), newest_age_s=round(age, 1))
             level = thresholds.level("newest_row")
             status = level.status_of(age)
-            reason = f"{count} rows, newest {_age_text(age)} ago"
+            reason = f"{count} rows, newest {age_text(age)} ago"
             if status is not Status.OK:
                 limit = level.critical if status is Status.CRITICAL else level.warning
-                reason += f": no new rows for more than {_age_text(float(limit or 0))}"
+                reason += f": no new rows for more than {age_text(float(limit or 0))}"
             return CheckResult(name, status, reason, figures)
 
         return run
-
-
-def _age_text(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def mb(size: float) -> str:
-    """Bytes as a short human figure."""
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size:.0f} B"
-
-
-def size_statuses(
-    total_bytes: float, wal_bytes: float | None, thresholds: Thresholds
-) -> tuple[Status, list[str]]:
-    """The size and WAL levels against their thresholds, and a note for each exceeded."""
-    notes: list[str] = []
-    statuses = [Status.OK]
-    for name, value in (("size", total_bytes), ("wal", wal_bytes)):
-        if value is None:
-            continue
-        level = thresholds.level(name)
-        status = level.status_of(value / (1 << 20))
-        if status is not Status.OK:
-            limit = level.critical if status is Status.CRITICAL else level.warning
-            what = "total size" if name == "size" else "WAL"
-            notes.append(f"{what} over {limit} MB ({status.name})")
-            statuses.append(status)
-    return max(statuses, key=lambda s: s.rank), notes
