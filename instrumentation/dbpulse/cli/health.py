@@ -154,16 +154,17 @@ def health(
     from rich.console import Console
 
     console = Console()
-    report = check(parsed, limits)
-    _render(report, as_json, console, watch)
-    while watch:
-        try:
-            time.sleep(interval)
+    report = None
+    try:
+        while True:
             report = check(parsed, limits)
             _render(report, as_json, console, watch)
-        except KeyboardInterrupt:
-            break
-    raise typer.Exit(report.exit_code)
+            if not watch:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends --watch; the exit code is the last verdict's
+    raise typer.Exit(report.exit_code if report is not None else UNKNOWN_EXIT)
 
 
 def register(app: typer.Typer) -> None:

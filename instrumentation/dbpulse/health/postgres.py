@@ -48,11 +48,8 @@ class PostgresTarget(Target):
             conn = psycopg.connect(self.dsn, connect_timeout=timeout, autocommit=True)
         except psycopg.Error as exc:
             raise Unavailable(Status.CRITICAL, f"cannot connect: {first_line(exc)}") from None
-        try:
-            conn.read_only = True
-        except psycopg.Error:
-            pass
-        conn.execute("SELECT 1").fetchone()
+        # autocommit ignores conn.read_only: make the session read-only instead.
+        conn.execute("SET default_transaction_read_only = on")
         return conn
 
     def table_names(self, conn: Any) -> set[str]:

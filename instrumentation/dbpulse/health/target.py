@@ -110,9 +110,14 @@ class Target(ABC):
         started = time.perf_counter()
         try:
             conn = self.open(thresholds)
-        except Unavailable as exc:
+        except Exception as exc:
             elapsed = (time.perf_counter() - started) * 1000
-            result = CheckResult("connect", exc.status, exc.reason, duration_ms=elapsed)
+            status, reason = (
+                (exc.status, exc.reason)
+                if isinstance(exc, Unavailable)
+                else (Status.UNKNOWN, f"could not check: {first_line(exc)}")
+            )
+            result = CheckResult("connect", status, reason, duration_ms=elapsed)
             return TargetReport(self.location, self.kind, (result,))
         try:
             elapsed = (time.perf_counter() - started) * 1000
