@@ -179,3 +179,21 @@ def test_target_strings() -> None:
     for bad in ("app.txt", "mysql://h/db", "sqlite://", "sqlite:///:memory:"):
         with pytest.raises(TargetError):
             parse_target(bad)
+
+
+def test_a_live_wal_writer_does_not_block_the_check(tmp_path: Path) -> None:
+    path = sqlite_file(tmp_path / "live.db", wal=True)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.executemany("INSERT INTO events (payload) VALUES (?)", [("w" * 500,)] * 200)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock during the check
+    writer.execute("INSERT INTO events (payload) VALUES ('pending')")
+    limits = Thresholds()
+    limits.tables.append(parse_table("events"))
+    report = check([str(path)], limits)
+    writer.rollback()
+    writer.close()
+    assert report.status is Status.OK, report.as_dict()
+    checks = {c.name: c for c in report.targets[0].checks}
+    assert checks["size"].figures["wal_bytes"] > 100_000
+    assert checks["rows:events"].figures["rows"] == 210  # committed rows only
