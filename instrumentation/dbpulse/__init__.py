@@ -17,6 +17,8 @@ Or, with no code change: ``opentelemetry-instrument python app.py``. The public 
   :class:`RedisInstrumentor`, :class:`DuckDBInstrumentor` (and their ``instrument_connection``)
 * :class:`AdaptiveSampler`, :class:`AggregatingMetricExporter`
 * :class:`IsbnExtractor` and the :class:`EntityExtractor` protocol
+* :func:`retry` (retry on lock errors) and :func:`sqlite_connect` (WAL + busy timeout);
+  ``dbpulse.health`` (database health checks, ``dbpulse health`` on the command line)
 * ``dbpulse.flow`` (pattern flows over Redis pub/sub) and ``dbpulse.viz`` (the live sphere)
 * :func:`summary` (totals, error rate, p50/p95/p99 overall and per operation) and its
   read-only web apps :func:`summary_asgi` / :func:`summary_wsgi`
@@ -56,7 +58,9 @@ __all__ = [
     "instrument",
     "is_enabled",
     "normalize_isbn",
+    "retry",
     "set_enabled",
+    "sqlite_connect",
     "summary",
     "summary_asgi",
     "summary_wsgi",
@@ -78,4 +82,8 @@ def __getattr__(name: str) -> object:
         from dbpulse.instrumentors.duckdb import DuckDBInstrumentor
 
         return DuckDBInstrumentor
+    if name in ("retry", "sqlite_connect"):
+        from dbpulse.health import retry as lock_resilience
+
+        return getattr(lock_resilience, name)
     raise AttributeError(f"module 'dbpulse' has no attribute {name!r}")

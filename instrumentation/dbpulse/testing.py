@@ -17,6 +17,7 @@ from __future__ import annotations
 from dbpulse.core.entities import IsbnExtractor
 from dbpulse.core.state import STATE
 from dbpulse.core.statements import set_extractor
+from dbpulse.health.retry import RETRIES
 from dbpulse.telemetry.metrics import OPERATIONS
 from dbpulse.telemetry.sampler import DEFAULT_BANDS, LOAD
 
@@ -24,9 +25,11 @@ __all__ = ["reset"]
 
 
 def reset() -> None:
-    """Forget every count, re-enable observation, restore the ISBN extractor, clear the
-    statement cache and put the adaptive sampler back to its default bands (detailed mode)."""
+    """Forget every count (retries too), re-enable observation, restore the ISBN extractor,
+    clear the statement cache and put the adaptive sampler back to its default bands (detailed
+    mode)."""
     OPERATIONS.reset()
+    RETRIES.reset()
     LOAD.configure(DEFAULT_BANDS)
     set_extractor(IsbnExtractor())
     STATE.set_enabled(True)

@@ -9,6 +9,7 @@
     dbpulse demo cache           # book lookups through a Redis cache (hits and misses)
     dbpulse demo executions      # a pattern-execution log in DuckDB (seed 003's table)
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
+    dbpulse health TARGET...     # database health checks (Nagios exit codes; --json, --watch)
 
 Each command's module is imported only when that command's extra is installed
 (``pip install dbpulse[all]``); a missing extra gives a message saying what to install.
@@ -64,6 +65,9 @@ def _build() -> None:
         if command is not None:
             demo_app.command(name)(command)
     app.add_typer(demo_app, name="demo")
+    register_health = _load("dbpulse.cli.health", "register", "cli")
+    if register_health is not None:
+        register_health(app)
 
 
 _build()
