@@ -18,6 +18,12 @@ from tests.health._files import huge_freelist, sqlite_file
 COMMAND = [sys.executable, "-m", "dbpulse.cli", "health"]
 
 
+def _interactive_signals() -> None:
+    """The child gets SIGINT as an interactive shell gives it (CI may run the suite as a
+    background job, whose children inherit SIGINT ignored, so Ctrl-C would not reach them)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
@@ -143,6 +149,7 @@ def test_watch_in_a_terminal_redraws_every_interval(tmp_path: Path) -> None:
         stderr=slave,
         env=env,
         close_fds=True,
+        preexec_fn=_interactive_signals,
     )
     os.close(slave)
     try:
@@ -174,6 +181,7 @@ def test_watch_piped_prints_one_block_per_interval(tmp_path: Path) -> None:
         [*COMMAND, str(path), "--watch", "--interval", "0.2", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_interactive_signals,
     )
     assert process.stdout is not None
     lines = [process.stdout.readline() for _ in range(3)]

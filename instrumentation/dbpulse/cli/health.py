@@ -16,6 +16,7 @@ text when piped, JSON with ``--json`` (one document per line with ``--watch``).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -155,6 +156,9 @@ def health(
 
     console = Console()
     report = None
+    if watch:
+        # SIGTERM (systemd, a supervisor, `kill`) ends --watch like Ctrl-C: last verdict.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             report = check(parsed, limits)
@@ -165,6 +169,10 @@ def health(
     except KeyboardInterrupt:
         pass  # Ctrl-C ends --watch; the exit code is the last verdict's
     raise typer.Exit(report.exit_code if report is not None else UNKNOWN_EXIT)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
