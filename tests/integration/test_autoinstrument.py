@@ -31,6 +31,23 @@ print("app done")
 """
 
 
+def run_app(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``opentelemetry-instrument python app.py`` in ``cwd``; it must finish and say so."""
+    launcher = shutil.which("opentelemetry-instrument")
+    assert launcher, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
+    result = subprocess.run(
+        [launcher, sys.executable, "app.py"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "app done" in result.stdout
+    return result
+
+
 def _objects(text: str) -> list[dict]:
     """The console exporters print one JSON document per span / metrics export."""
     decoder = json.JSONDecoder()
@@ -62,16 +79,7 @@ def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: 
         "OTEL_METRIC_EXPORT_INTERVAL": "600000",
         "APP_PG_DSN": pg_dsn,
     }
-    result = subprocess.run(
-        [launcher, sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "app done" in result.stdout
+    result = run_app(tmp_path, env)
     objects = _objects(result.stdout)
     spans = [o for o in objects if "context" in o and "kind" in o]
     names = sorted(s["name"] for s in spans)
@@ -112,16 +120,7 @@ def test_switched_off_from_the_environment_exports_nothing(tmp_path: Path, varia
     env.pop("APP_PG_DSN", None)
     launcher = shutil.which("opentelemetry-instrument")
     assert launcher
-    result = subprocess.run(
-        [launcher, sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "app done" in result.stdout
+    result = run_app(tmp_path, env)
     assert "enabled False" in result.stdout
     assert [o for o in _objects(result.stdout) if "kind" in o] == []
     exported = [

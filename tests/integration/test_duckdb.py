@@ -6,8 +6,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ from opentelemetry.trace import StatusCode
 
 import dbpulse
 from dbpulse.core.statements import statement
+from tests.integration.test_autoinstrument import run_app
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -410,16 +409,7 @@ def test_opentelemetry_instrument_picks_up_duckdb(tmp_path: Path):
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_SERVICE_NAME": "duck-app",
     }
-    result = subprocess.run(
-        [launcher, sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "app done" in result.stdout
+    result = run_app(tmp_path, env)
     spans = [line for line in result.stdout.splitlines() if line.startswith('    "name": ')]
     expected = ["CREATE TABLE books", "INSERT books", "SELECT books", "SELECT books"]
     assert sorted(spans) == [f'    "name": "{n}",' for n in expected]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from dbpulse.telemetry.sampler import LOAD
-from tests.integration.test_autoinstrument import _objects
+from tests.integration.test_autoinstrument import _objects, run_app
 
 REQUESTS = 200
 QUERIES = 20
@@ -93,16 +91,7 @@ def test_an_explicit_otel_traces_sampler_is_honoured_under_opentelemetry_instrum
     env.pop("OTEL_TRACES_SAMPLER_ARG", None)
     if arg is not None:
         env["OTEL_TRACES_SAMPLER_ARG"] = arg
-    result = subprocess.run(
-        [launcher, sys.executable, "app.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "app done" in result.stdout
+    result = run_app(tmp_path, env)
     spans = [o for o in _objects(result.stdout) if "context" in o and "kind" in o]
     servers = [s for s in spans if s["kind"] == "SpanKind.SERVER"]
     clients = [
