@@ -25,19 +25,18 @@ DEFAULT_KEY_LIMIT = 100_000
 """Distinct (table, operation, key) kept for the viz feed (~100 bytes each)."""
 
 
-def key_limit_from_env() -> int:
-    text = os.environ.get("DBPULSE_ENTITY_KEY_LIMIT", "").strip()
+def _positive_int(variable: str, default: int) -> int:
+    text = os.environ.get(variable, "").strip()
     try:
-        return max(1, int(text)) if text else DEFAULT_KEY_LIMIT
+        return max(1, int(text)) if text else default
     except ValueError:
-        _log.warning("dbpulse: DBPULSE_ENTITY_KEY_LIMIT=%r is not an integer", text)
-        return DEFAULT_KEY_LIMIT
+        _log.warning("dbpulse: %s=%r is not an integer; using %d", variable, text, default)
+        return default
+
+
+def key_limit_from_env() -> int:
+    return _positive_int("DBPULSE_ENTITY_KEY_LIMIT", DEFAULT_KEY_LIMIT)
 
 
 def isbn_limit_from_env() -> int:
-    text = os.environ.get("DBPULSE_ISBN_CARDINALITY_LIMIT", "").strip()
-    try:
-        return max(1, int(text)) if text else DEFAULT_CARDINALITY_LIMIT
-    except ValueError:
-        _log.warning("dbpulse: DBPULSE_ISBN_CARDINALITY_LIMIT=%r is not an integer", text)
-        return DEFAULT_CARDINALITY_LIMIT
+    return _positive_int("DBPULSE_ISBN_CARDINALITY_LIMIT", DEFAULT_CARDINALITY_LIMIT)
