@@ -102,6 +102,9 @@ class _Observed:
     calling a cursor's ``execute``, so each path is observed exactly once."""
 
     _dbpulse_db: Database
+    # A connection whose execute is the driver's runs RETURNING on a cursor of ours; an
+    # application's own execute (a subclass's) is called as it is.
+    _dbp_returning_via_cursor = False
     cursor: Any  # on the connection side, the application's cursor()
     _plain_cursor: Any  # and the cursor Connection.execute would make
     _dbp_execute: Any
@@ -119,10 +122,10 @@ class _Observed:
         if parameters is _NONE:
             parameters = ()
         stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
-        if stmt.returning and not isinstance(self, sqlite3.Cursor):
-            # Connection.execute makes a plain cursor in C, whose reads can't be watched: run
-            # it on one of ours, of the class the driver uses there (sqlite3.Cursor, whatever
-            # the connection's own cursor() would make).
+        if stmt.returning and self._dbp_returning_via_cursor:
+            # The driver's Connection.execute makes a plain cursor in C, whose reads can't be
+            # watched: run it on one of ours, of the class the driver uses there
+            # (sqlite3.Cursor, whatever the connection's own cursor() would make).
             return self._plain_cursor().execute(sql, parameters)
         cursor = traced_call(
             SWITCH,
@@ -206,6 +209,7 @@ def _instrumented(mixin: type, factory: Any, base: type) -> Any:
         # A connection class with a cursor() of its own keeps its default cursor class.
         own = getattr(factory, "cursor", None) is not sqlite3.Connection.cursor
         namespace["_dbp_own_cursor"] = own
+        namespace["_dbp_returning_via_cursor"] = _executes_as_driver(factory)
         found = _classes.setdefault(
             (mixin, factory), named_like(factory, type("Instrumented", (mixin, factory), namespace))
         )
@@ -222,6 +226,10 @@ def named_like(factory: type, cls: type) -> type:
     cls.__qualname__ = factory.__qualname__
     cls.__module__ = factory.__module__
     return cls
+
+
+def _executes_as_driver(factory: type) -> bool:
+    return getattr(factory, "execute", None) is sqlite3.Connection.execute
 
 
 def _instrumented_cursor_class(factory: Any) -> Any:
@@ -310,6 +318,11 @@ class _ConnectionProxy(_Observed, wrapt.ObjectProxy):
     def __init__(self, connection: sqlite3.Connection, db: Database) -> None:
         super().__init__(connection)
         self._self_db = db
+        self._self_returning_via_cursor = _executes_as_driver(type(connection))
+
+    @property
+    def _dbp_returning_via_cursor(self) -> bool:  # type: ignore[override]
+        return self._self_returning_via_cursor
 
     @property
     def _dbpulse_db(self) -> Database:  # type: ignore[override]

@@ -4,7 +4,8 @@ outcomes must be equal.
 An outcome is what the application sees: the returned value, compared by value *and* type
 (recursively: a ``tuple`` of ``int`` is not a ``list`` of ``str``), or the exception, compared
 by type, message and, for drivers that carry them, the error code attributes; and the warnings
-given on the way (category and message). Two differences
+given on the way (category and message; garbage is collected at the end of each run, so
+``ResourceWarning: unclosed database`` shows that nothing kept a connection alive). Two differences
 are not the application's business and are normalised away:
 
 - dbpulse's SQLite connection and cursor classes are subclasses of the application's own
@@ -15,6 +16,7 @@ are not the application's business and are normalised away:
 from __future__ import annotations
 
 import datetime
+import gc
 import decimal
 import re
 import uuid
@@ -94,7 +96,7 @@ _OBJECT_AT = re.compile(r" at 0x[0-9a-f]+")
 _CODES = ("sqlite_errorcode", "sqlite_errorname", "sqlstate")
 
 
-def message(exc: BaseException) -> str:
+def message(exc: BaseException | Warning | str) -> str:
     """The exception's message with what differs from run to run (thread ids, addresses)
     replaced."""
     text = _THREAD_IDS.sub("thread id N", str(exc))
@@ -123,13 +125,21 @@ def shape(value: Any, depth: int = 0) -> Any:
 
 def outcome(fn: Callable[[Ctx], Any], ctx: Ctx) -> tuple[str, Any, list[tuple[str, str]]]:
     """What ``fn`` returned or raised, and the warnings it gave (category and message)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result: tuple[str, Any] = "returned", shape(fn(ctx))
-        except Exception as exc:
-            result = "raised", shape(exc)
-    given = [(w.category.__name__, str(w.message)) for w in caught]
+    # Garbage is collected at the end of the run, so ResourceWarning "unclosed database" shows
+    # that nothing kept the run's connections alive; what existed before is frozen out of the
+    # collection (it is not this run's, and collecting it all each time would take seconds).
+    gc.freeze()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result: tuple[str, Any] = "returned", shape(fn(ctx))
+            except Exception as exc:
+                result = "raised", shape(exc)
+            gc.collect()
+    finally:
+        gc.unfreeze()
+    given = [(w.category.__name__, message(w.message)) for w in caught]
     return (*result, given)
 
 

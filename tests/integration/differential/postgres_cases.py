@@ -317,3 +317,99 @@ def s_async_connection(ctx: Ctx) -> Any:
             return many, listed, str(caught.value)
 
     return asyncio.run(run())
+
+
+@pg()
+def s_truthless_rows_in_executemany(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO t (x) VALUES (%s)", Truthless([Truthless(["a"]), ("b",)]))
+        return cur.rowcount, conn.execute("SELECT x FROM t ORDER BY x").fetchall()
+
+
+@pg()
+def s_executemany_generator_raises(ctx: Ctx) -> Any:
+    def rows() -> Any:
+        yield ("a",)
+        raise LookupError("the source ran dry")
+
+    with _connect(ctx) as conn, conn.cursor() as cur:
+        with pytest.raises(LookupError) as caught:
+            cur.executemany("INSERT INTO t (x) VALUES (%s)", rows())
+        return str(caught.value), conn.execute("SELECT x FROM t").fetchall()
+
+
+@pg(observed=False)
+def s_execute_without_query(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn:
+        conn.cursor().execute()
+
+
+@pg(observed=False)
+def s_query_of_wrong_type(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn:
+        conn.execute(42)
+
+
+@pg()
+def s_client_and_raw_cursors(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn:
+        client = psycopg.ClientCursor(conn)
+        client.execute("SELECT %s, %s", ("it's", 2))
+        raw = psycopg.RawCursor(conn)
+        raw.execute("SELECT $1::int * 2", (21,))
+        return client.fetchall(), client.mogrify("SELECT %s", ("x",)), raw.fetchall()
+
+
+@pg()
+def s_server_cursor_executemany_refused(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn, conn.cursor(name="dbpulse_many") as cur:
+        cur.executemany("INSERT INTO t (x) VALUES (%s)", [("a",)])
+
+
+@pg()
+def s_copy_with_parameters_and_read(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn, conn.cursor() as cur:
+        with cur.copy("COPY (SELECT %s::int, %s::text) TO STDOUT", (7, "seven")) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+        return data, cur.rowcount
+
+
+@pg()
+def s_force_rollback_transaction(ctx: Ctx) -> Any:
+    with _connect(ctx, autocommit=True) as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute("INSERT INTO t (x) VALUES ('a')")
+        return conn.execute("SELECT count(*) FROM t").fetchall()
+
+
+@pg()
+def s_cursor_factory_and_row_factory_on_connect(ctx: Ctx) -> Any:
+    conn = psycopg.connect(ctx.dsn, cursor_factory=psycopg.ClientCursor, row_factory=rows.dict_row)
+    with conn:
+        cur = conn.execute("SELECT 1 AS one")
+        return type(cur).__name__, cur.fetchall()
+
+
+@pg()
+def s_async_errors_and_rollback(ctx: Ctx) -> Any:
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(ctx.dsn) as conn:
+            await conn.execute("CREATE TEMP TABLE t (x text UNIQUE)")
+            await conn.commit()
+
+            def gen() -> Any:
+                yield ("a",)
+                yield ("a",)
+
+            with pytest.raises(psycopg.errors.UniqueViolation) as caught:
+                async with conn.cursor() as cur:
+                    await cur.executemany("INSERT INTO t VALUES (%s)", gen())
+            await conn.rollback()
+            with pytest.raises(ZeroDivisionError):
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO t VALUES ('b')")
+                    1 / 0  # noqa: B018
+            cur = await conn.execute("SELECT count(*) FROM t")
+            return caught.value.sqlstate, await cur.fetchall()
+
+    return asyncio.run(run())

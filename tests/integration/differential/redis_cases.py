@@ -223,3 +223,107 @@ def s_asyncio_client(ctx: Ctx) -> Any:
         return got, replies, str(caught.value)
 
     return asyncio.run(run())
+
+
+@rd(observed=False)
+def s_execute_command_without_arguments(ctx: Ctx) -> Any:
+    _client(ctx).execute_command()
+
+
+@rd()
+def s_bytes_command_name_and_options(ctx: Ctx) -> Any:
+    r = _client(ctx, decode_responses=True)
+    r.execute_command(b"SET", ctx.key("b"), b"\xff\x00")
+    return r.execute_command("GET", ctx.key("b"), NEVER_DECODE=True), r.strlen(ctx.key("b"))
+
+
+@rd()
+def s_key_and_value_types(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("i"), 1)
+    r.set(ctx.key("f"), 2.5)
+    r.set(ctx.key("m"), memoryview(b"mv"))
+    return r.mget(ctx.key("i"), ctx.key("f"), ctx.key("m")), r.incrbyfloat(ctx.key("f"), 1)
+
+
+@rd()
+def s_pipeline_executed_twice(ctx: Ctx) -> Any:
+    pipe = _client(ctx).pipeline()
+    pipe.set(ctx.key("a"), 1)
+    first = pipe.execute()
+    return first, pipe.execute(), len(pipe)
+
+
+@rd()
+def s_pipeline_immediate_mode_after_watch(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("w"), "5")
+    with r.pipeline() as pipe:
+        pipe.watch(ctx.key("w"))
+        current = pipe.get(ctx.key("w"))
+        pipe.multi()
+        pipe.incr(ctx.key("w")).get(ctx.key("none"))
+        return current, pipe.execute()
+
+
+@rd()
+def s_pipeline_with_unknown_command(ctx: Ctx) -> Any:
+    pipe = _client(ctx).pipeline(transaction=False)
+    pipe.set(ctx.key("a"), 1)
+    pipe.execute_command("DBPULSENOSUCH", ctx.key("a"))
+    return pipe.execute(raise_on_error=False)
+
+
+@rd()
+def s_transaction_unknown_command_aborts(ctx: Ctx) -> Any:
+    pipe = _client(ctx).pipeline()
+    pipe.set(ctx.key("a"), 1)
+    pipe.execute_command("DBPULSENOSUCH")
+    pipe.execute()
+
+
+@rd()
+def s_lock(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    lock = r.lock(ctx.key("lock"), timeout=5)
+    got = lock.acquire(blocking=False)
+    second = r.lock(ctx.key("lock"), timeout=5).acquire(blocking=False)
+    lock.release()
+    return got, second, r.exists(ctx.key("lock"))
+
+
+@rd()
+def s_hash_and_sets(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.sadd(ctx.key("s"), "a", "b")
+    r.zadd(ctx.key("z"), {"a": 1.5, "b": 0.5})
+    r.hset(ctx.key("h"), "f", 1)
+    return (
+        sorted(r.smembers(ctx.key("s"))),
+        r.zrange(ctx.key("z"), 0, -1, withscores=True),
+        r.hget(ctx.key("h"), "f"),
+        r.hget(ctx.key("h"), "g"),
+        r.hincrby(ctx.key("h"), "f", 2),
+    )
+
+
+@rd()
+def s_asyncio_pipeline_error(ctx: Ctx) -> Any:
+    import redis.asyncio as aioredis
+
+    async def run() -> Any:
+        r = aioredis.Redis.from_url(ctx.redis_url)
+        await r.set(ctx.key("s"), "text")
+        pipe = r.pipeline(transaction=False)
+        pipe.incr(ctx.key("s")).get(ctx.key("s"))
+        replies = await pipe.execute(raise_on_error=False)
+        try:
+            async with r.pipeline() as tx:
+                tx.incr(ctx.key("s"))
+                await tx.execute()
+        except redis.ResponseError as exc:
+            error = type(exc).__name__, str(exc)
+        await r.aclose()
+        return replies, error
+
+    return asyncio.run(run())

@@ -1097,3 +1097,100 @@ def s_warning_for_named_placeholders_given_a_sequence(ctx: Ctx) -> Any:
     conn = _table()
     conn.execute("INSERT INTO t (x) VALUES (:v)", (1,))
     return conn.execute("SELECT x FROM t").fetchall()
+
+
+class LoggingConnection(sqlite3.Connection):
+    """A connection subclass that overrides execute and calls the driver's."""
+
+    log: list[str] = []
+
+    def execute(self, sql: str, *args: Any) -> Any:  # type: ignore[override]
+        type(self).log.append(sql)
+        return super().execute(sql, *args)
+
+
+class LoggingCursor(sqlite3.Cursor):
+    def execute(self, sql: str, *args: Any) -> Any:  # type: ignore[override]
+        LoggingConnection.log.append(f"cursor: {sql}")
+        return super().execute(sql, *args)
+
+
+@sqlite()
+def s_subclass_overriding_execute(ctx: Ctx) -> Any:
+    LoggingConnection.log = []
+    conn = sqlite3.connect(":memory:", factory=LoggingConnection)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1) RETURNING x").fetchall()
+    cursor = conn.cursor(LoggingCursor)
+    returned = cursor.execute("SELECT x FROM t")
+    return LoggingConnection.log, returned is cursor, cursor.fetchall()
+
+
+@sqlite()
+def s_class_names_and_repr(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.execute("SELECT 1")
+    names = [
+        (type(o).__qualname__, type(o).__module__, repr(type(o)), _repr(o))
+        for o in (conn, cursor, conn.cursor(MyCursor))
+    ]
+    return names, isinstance(conn, sqlite3.Connection), isinstance(cursor, sqlite3.Cursor)
+
+
+def _repr(obj: Any) -> str:
+    return repr(obj).split(" at 0x")[0]
+
+
+@sqlite(observed=False)
+def s_cursor_is_not_a_context_manager(ctx: Ctx) -> Any:
+    with _table().cursor():  # type: ignore[attr-defined]
+        pass
+
+
+@sqlite(observed=False)
+def s_connection_cannot_be_pickled(ctx: Ctx) -> Any:
+    import pickle
+
+    pickle.dumps(_table())
+
+
+@sqlite(observed=False)
+def s_cursor_cannot_be_pickled(ctx: Ctx) -> Any:
+    import pickle
+
+    pickle.dumps(_table().cursor())
+
+
+@sqlite(observed=False)
+def s_missing_attribute(ctx: Ctx) -> Any:
+    return _table().no_such_attribute  # type: ignore[attr-defined]
+
+
+@sqlite()
+def s_serialize_deserialize(ctx: Ctx) -> Any:
+    conn = _table()
+    conn.execute("INSERT INTO t (x) VALUES ('s')")
+    data = conn.serialize()
+    other = sqlite3.connect(":memory:")
+    other.deserialize(data)
+    return other.execute("SELECT x FROM t").fetchall()
+
+
+@sqlite()
+def s_limits_and_interrupt(ctx: Ctx) -> Any:
+    conn = sqlite3.connect(":memory:")
+    old = conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 20)
+    with pytest.raises(sqlite3.DataError) as caught:
+        conn.execute("SELECT 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1")
+    conn.interrupt()
+    return old > 20, conn.getlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH), str(caught.value)
+
+
+@sqlite()
+def s_setinputsizes_and_description(ctx: Ctx) -> Any:
+    cursor = _table().cursor()
+    cursor.setinputsizes([1])
+    cursor.setoutputsize(1)
+    before = cursor.description
+    cursor.execute("SELECT 1 AS a, 'b' AS b")
+    return before, cursor.description, cursor.rowcount, cursor.lastrowid
