@@ -16,8 +16,8 @@ are not the application's business and are normalised away:
 from __future__ import annotations
 
 import datetime
-import gc
 import decimal
+import gc
 import re
 import uuid
 import warnings
