@@ -112,7 +112,8 @@ def _reach(url: str, deadline: float, hop: str, e: Endpoints, **kw: Any) -> tupl
         return http_get(url, _remaining(deadline), **kw)
     except OSError as exc:
         reason = getattr(exc, "reason", exc)
-        raise HopFailed(f"{url}: {reason}", FIXES[hop].format(e=e)) from exc
+        shown = url.split("?", 1)[0]  # the endpoint, not the query
+        raise HopFailed(f"{shown}: {reason}", FIXES[hop].format(e=e)) from exc
 
 
 # -- OTLP ------------------------------------------------------------------------------------
