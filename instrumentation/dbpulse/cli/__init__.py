@@ -10,6 +10,7 @@
     dbpulse demo executions      # a pattern-execution log in DuckDB (seed 003's table)
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
     dbpulse health TARGET...     # database health checks (Nagios exit codes; --json, --watch)
+    dbpulse diagnose             # prove each hop of the pipeline with synthetic traffic
 
 Each command's module is imported only when that command's extra is installed
 (``pip install dbpulse[all]``); a missing extra gives a message saying what to install.
@@ -82,6 +83,9 @@ def _build() -> None:
     register_health = _load("dbpulse.cli.health", "register", "cli")
     if register_health is not None:
         register_health(app)
+    register_diagnose = _load("dbpulse.cli.diagnose", "register", "cli")
+    if register_diagnose is not None:
+        register_diagnose(app)
 
 
 _build()

@@ -14,10 +14,11 @@ Usage::
 
 Endpoints: ``POST /api/viz/emit`` (``{"events": [...]}``, bearer token when configured),
 ``WS /ws/viz``, ``GET /api/viz/recent``, ``GET /api/viz/replay``, ``GET /api/viz/isbns``,
-``GET /api/viz/top``, ``GET /api/viz/stats``, ``GET /healthz``, ``GET /metrics`` and the sphere
-page at ``/``. Every request passes :class:`~dbpulse.viz.guard.Guard` first (rate limit,
-``Host``, ``Origin``, viewing token). ``docs/viz.md`` has the details and the limits. Needs the
-``viz`` extra (FastAPI, uvicorn, prometheus_client).
+``GET /api/viz/top``, ``GET /api/viz/stats``, ``GET /healthz``, ``GET /metrics``, the sphere
+page at ``/`` and the live event log page at ``/events``. Every request passes
+:class:`~dbpulse.viz.guard.Guard` first (rate limit, ``Host``, ``Origin``, viewing token).
+``docs/viz.md`` has the details and the limits. Needs the ``viz`` extra (FastAPI, uvicorn,
+prometheus_client).
 """
 
 from __future__ import annotations
@@ -268,6 +269,10 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
     @app.get("/")
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/events")
+    async def events_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "events.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
