@@ -122,6 +122,15 @@ def instrument(
     for instrumentor in _instrumentors(systems):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    _health_from_env(meter_provider)
+
+
+def _health_from_env(meter_provider: Any) -> None:
+    """The database health gauges when ``DBPULSE_HEALTH_TARGETS`` names targets."""
+    if os.environ.get("DBPULSE_HEALTH_TARGETS", "").strip():
+        from dbpulse.health.gauges import start_from_env
+
+        start_from_env(meter_provider)
 
 
 def uninstrument(*, systems: Sequence[str] = SYSTEMS) -> None:
@@ -265,7 +274,8 @@ def configure(
     Traces: ``OTEL_TRACES_EXPORTER`` (default ``otlp``), the application's sampler from
     ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``;
     dbpulse's own root spans are sampled adaptively whatever it is), flow-aware trace ids,
-    the viz feed when ``DBPULSE_VIZ_URL`` is set. Metrics:
+    the viz feed when ``DBPULSE_VIZ_URL`` is set, the database health gauges when
+    ``DBPULSE_HEALTH_TARGETS`` is (:mod:`dbpulse.health.gauges`). Metrics:
     ``OTEL_METRICS_EXPORTER`` (default ``otlp``; ``prometheus`` and ``console`` too), every
     reader carrying the aggregated histogram. ``span_exporter``/``metric_exporter`` replace
     the environment's choice (tests, custom backends).
@@ -307,6 +317,7 @@ def configure(
             if switch.instrumented and switch.tracer_provider is None:
                 switch.refresh_recorder()
     OPERATIONS.register_instruments(None if set_global else meter_provider)
+    _health_from_env(None if set_global else meter_provider)
     return telemetry
 
 
