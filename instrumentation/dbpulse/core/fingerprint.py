@@ -4,7 +4,8 @@
 (literals already ``?``, comments gone, whitespace collapsed) after normalizing what still
 differs between calls of one shape::
 
-    >>> fingerprint("SELECT * FROM t WHERE id IN (?)") == fingerprint("select * from t where id in (%s, %s)")
+    >>> a = fingerprint("SELECT * FROM t WHERE id IN (?)")
+    >>> a == fingerprint("select * from t where id in (%s, %s)")
     True
 
 - every placeholder style becomes ``?`` (``%s``, ``%(name)s``, ``$1``, ``?1``, ``:name``,

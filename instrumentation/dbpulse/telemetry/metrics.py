@@ -37,6 +37,7 @@ from dbpulse.telemetry.limits import (
     key_limit_from_env,
 )
 from dbpulse.telemetry.readers import serve_meter_provider
+from dbpulse.telemetry.repeats import REPEATS
 from dbpulse.telemetry.sampler import LOAD
 from dbpulse.telemetry.statements import OVERFLOW_KEY as STATEMENT_OVERFLOW
 from dbpulse.telemetry.statements import TopStatements
@@ -333,6 +334,14 @@ class OperationMetrics:
                     self._observe_isbn_writes,
                     "{row}",
                     "Rows written per ISBN, up to the cardinality limit, then overflow.",
+                ),
+                (
+                    "counter",
+                    "dbpulse.db.n_plus_one",
+                    REPEATS.observe,
+                    "{pattern}",
+                    "N+1 patterns: parent spans that ran one statement shape at least "
+                    "DBPULSE_N_PLUS_ONE_THRESHOLD times, by fingerprint and summary.",
                 ),
                 (
                     "counter",

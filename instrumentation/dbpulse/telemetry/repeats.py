@@ -30,7 +30,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.limits import INSIGHTS
 
-__all__ = ["REPEATS", "EVENT", "Repeats"]
+__all__ = ["EVENT", "REPEATS", "Repeats"]
 
 EVENT = "dbpulse.db.n_plus_one"
 MAX_PARENTS = 4096
