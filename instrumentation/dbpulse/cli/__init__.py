@@ -22,6 +22,20 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperOption
+
+# Typer's rich help shows every option's type, flags too (``--summary <bool>``, ``--help
+# <bool>``), although a flag takes no value; its plain help leaves them out. Checked against
+# Typer 0.29: a flag shows no type here either.
+_display_type_rich = getattr(TyperOption, "display_type_rich", None)
+
+
+def _flag_without_type(self: TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _display_type_rich(self, ctx)  # type: ignore[misc]
+
+
+if _display_type_rich is not None:
+    TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     help="dbpulse: database activity of Python services on OpenTelemetry.",
