@@ -2,8 +2,8 @@
 
 One module a dashboard (:mod:`.database`, :mod:`.flows`, :mod:`.insights`, :mod:`.pipeline`)
 over the shared building blocks of :mod:`.common` (datasources, budgets, queries) and
-:mod:`.panels` (panels, layout, rendering), and :mod:`.alerts` for the alert rules. :func:`outputs` renders every
-generated file::
+:mod:`.panels` (panels, layout, rendering), and :mod:`.alerts` for the alert rules.
+:func:`outputs` renders every generated file::
 
     from gen import outputs
 
