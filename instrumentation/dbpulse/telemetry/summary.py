@@ -15,7 +15,8 @@ The top level is the shape of the predecessor's ``GET /api/metrics/database`` (s
 ``operations`` repeats it per system, namespace, operation and table, busiest (by total time)
 first. ``top_statements`` lists the statement shapes (``db.query.fingerprint``) by total
 time, up to ``DBPULSE_TOP_STATEMENTS`` (20): calls, errors, rows written, total, average,
-maximum and p95 duration, and the share of all database time. Mount it read-only in a web app with one line:
+maximum and p95 duration, and the share of all database time. Mount it read-only in a web
+app with one line:
 
 * FastAPI / Starlette (ASGI): ``app.mount("/api/metrics/database", dbpulse.summary_asgi)``
 * Flask / Django / any WSGI app: serve ``dbpulse.summary_wsgi`` at a path (e.g. with
