@@ -89,6 +89,11 @@ class Scenario:
         return f"gf.{kind}.{self.run}"
 
     @property
+    def table(self) -> str:
+        """This run's books table (the workload's ``DBPULSE_GF_TABLE``)."""
+        return f"gf_books_{self.run}"
+
+    @property
     def services(self) -> list[str]:
         roles = ("db", "dbfault", "producer", "consumer", "flowfault", "health", "storm")
         return [self.service(r) for r in roles]
@@ -119,6 +124,7 @@ def _start(
         "OTEL_METRICS_EXPORTER": "otlp",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "DBPULSE_GF_TABLE": scenario.table,
         **env,
     }
     scenario.processes[name] = subprocess.Popen(
@@ -251,18 +257,16 @@ def scenario(otel_stack: OtelStack, tmp_path_factory: pytest.TempPathFactory) ->
             except subprocess.TimeoutExpired:
                 process.kill()
                 outputs[name], _ = process.communicate()
-        _drop_table(dsn)
+        _drop_table(dsn, run.table)
         for name, output in outputs.items():
             print(f"workload {name}: {output.strip().splitlines()[-1:] if output else ''}")
 
 
-def _drop_table(dsn: str) -> None:
+def _drop_table(dsn: str, table: str) -> None:
     import psycopg
 
-    from tests.grafana.workload import TABLE
-
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 # -- querying -------------------------------------------------------------------------------

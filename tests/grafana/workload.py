@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -70,7 +71,9 @@ ISBNS = (
     "9780134685991",
     "9781617294136",
 )
-TABLE = "gf_books"
+#: The books table (SQLite and PostgreSQL); each proof run names its own
+#: (``DBPULSE_GF_TABLE``), so runs sharing one PostgreSQL never drop each other's table.
+TABLE = os.environ.get("DBPULSE_GF_TABLE", "gf_books")
 
 
 def _stopped(stop_file: str | None, deadline: float) -> bool:
