@@ -18,6 +18,7 @@ from .common import (
     READ_BUDGET_SECONDS,
     READ_OPERATIONS,
 )
+from .health import SIZE_CRITICAL_BYTES, SIZE_WARNING_BYTES, WAL_FLOOR_BYTES
 
 __all__ = ["ALERT_GROUPS", "ALERT_RULES", "AlertRule", "provisioning_rule", "render_rules"]
 
@@ -59,6 +60,35 @@ _DELIVERED = (
     "sum by (messaging_destination_name) (increase(dbpulse_flow_checkpoints_total"
     '{flow_checkpoint="WEBSOCKET_DELIVERED"}[5m]))'
 )
+
+
+_BY_TARGET = "max by (service_name, dbpulse_health_target)"
+_WAL = "dbpulse_db_health_wal_size_bytes"
+#: Lock retries and the busy errors behind them, per second (0 for a service with neither).
+_LOCK_STORM = (
+    '(sum by (service_name) (rate(dbpulse_db_retries_total{outcome="retried"}[5m])'
+    f' or rate({DB_COUNT}{{error_type=~"SQLITE_BUSY|SQLITE_LOCKED"}}[5m]))'
+    f" or sum by (service_name) (rate({DB_COUNT}[5m])) * 0)"
+)
+LOCK_STORM_PER_SECOND = 1.0
+
+
+def _size_rule(severity: str, limit: int, words: str) -> AlertRule:
+    return AlertRule(
+        uid=f"dbpulse-db-size-{severity}",
+        title=f"Database larger than {words}",
+        expr=f"{_BY_TARGET} (dbpulse_db_health_size_bytes)",
+        evaluator="gt",
+        threshold=limit,
+        severity=severity,
+        for_="15m",
+        summary="{{ $labels.dbpulse_health_target }} ({{ $labels.service_name }}): "
+        "{{ humanize1024 $values.B.Value }}B",
+        description=f"The database {{{{ $labels.dbpulse_health_target }}}} is larger than "
+        f"{words} (seed 003's {severity} level; dbpulse health's size.{severity}_mb).",
+        runbook="database-size",
+        hint="dbpulse health TARGET shows file, WAL and freelist; VACUUM, archive or prune.",
+    )
 
 
 def _error_rate_rule(severity: str, threshold: float, for_: str, share: str) -> AlertRule:
@@ -197,6 +227,76 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         ),
         # No service wrote in the last day: nothing is expected to write, so no data stays OK.
         window_seconds=86400,
+    ),
+    _size_rule("warning", SIZE_WARNING_BYTES, "500 MB"),
+    _size_rule("critical", SIZE_CRITICAL_BYTES, "1 GB"),
+    AlertRule(
+        uid="dbpulse-db-health-not-ok",
+        title="Database health not OK",
+        expr=f"{_BY_TARGET} (dbpulse_db_health_status)",
+        evaluator="gt",
+        threshold=0,
+        severity="warning",
+        for_="5m",
+        summary="{{ $labels.dbpulse_health_target }} ({{ $labels.service_name }}): status "
+        "{{ $values.B.Value }} (1 WARNING, 2 ERROR, 3 CRITICAL, 4 UNKNOWN)",
+        description="A health check of {{ $labels.dbpulse_health_target }} is not OK "
+        "(dbpulse.db.health.status is its worst check) for 5 minutes.",
+        runbook="database-health",
+        hint="dbpulse health TARGET prints every check with its reason and the fix.",
+    ),
+    AlertRule(
+        uid="dbpulse-db-wal-growing",
+        title="WAL growing without checkpoints",
+        expr=(
+            f"({_BY_TARGET} (delta({_WAL}[30m])) and {_BY_TARGET} ({_WAL}) > {WAL_FLOOR_BYTES})"
+            f" or {_BY_TARGET} ({_WAL}) * 0"
+        ),
+        evaluator="gt",
+        threshold=0,
+        severity="warning",
+        for_="10m",
+        summary="{{ $labels.dbpulse_health_target }}: WAL grew "
+        "{{ humanize1024 $values.B.Value }}B in 30 minutes",
+        description="The write-ahead log of {{ $labels.dbpulse_health_target }} is over 16 MB "
+        "and still growing: checkpoints cannot reset it (SQLite's auto-checkpoint keeps it "
+        "near 4 MB), usually because a reader holds an old snapshot open.",
+        runbook="wal-growing",
+        hint="find the long-lived read transaction; PRAGMA wal_checkpoint(TRUNCATE) after.",
+    ),
+    AlertRule(
+        uid="dbpulse-db-no-new-rows",
+        title="No new rows for 1 hour",
+        expr="max by (service_name, dbpulse_health_target, db_collection_name) "
+        "(dbpulse_db_health_newest_row_age_seconds)",
+        evaluator="gt",
+        threshold=3600,
+        severity="warning",
+        for_="0s",
+        summary="{{ $labels.dbpulse_health_target }} {{ $labels.db_collection_name }}: newest "
+        "row {{ humanizeDuration $values.B.Value }} old",
+        description="The newest row of {{ $labels.db_collection_name }} in "
+        "{{ $labels.dbpulse_health_target }} is more than an hour old (seed 003's \"no "
+        'executions in the last hour"): whatever writes it stopped.',
+        runbook="no-new-rows",
+        hint="is the writer running? The No database writes alert of the same service?",
+    ),
+    AlertRule(
+        uid="dbpulse-db-lock-storm",
+        title="Lock storm",
+        expr=_LOCK_STORM,
+        evaluator="gt",
+        threshold=LOCK_STORM_PER_SECOND,
+        severity="warning",
+        for_="5m",
+        summary="{{ $labels.service_name }}: {{ humanize $values.B.Value }} lock retries and "
+        "busy errors/s",
+        description="{{ $labels.service_name }} retried or failed on locks "
+        "(dbpulse.db.retries retried, SQLITE_BUSY/SQLITE_LOCKED) more than once a second "
+        "over 5 minutes: writers queue on one database.",
+        runbook="lock-storm",
+        hint="fewer concurrent writers or shorter transactions; WAL and a busy timeout "
+        "(dbpulse.sqlite_connect).",
     ),
     AlertRule(
         uid="dbpulse-telemetry-dropped",

@@ -1,5 +1,5 @@
 """The *Database activity* dashboard (``dbpulse-database.json``): rate, errors, latency,
-writes by table and book, pools, sampling."""
+writes by table and book, pools, sampling, and the *Database health* row (:mod:`.health`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .common import (
     promql,
     thresholds,
 )
+from .health import health_row, target_variable
 from .panels import Layout, bars, new_dashboard, series, variable
 
 __all__ = ["database_dashboard"]
@@ -46,8 +47,10 @@ def database_dashboard() -> dash.Dashboard:
         variable(
             "service",
             "Service",
-            "label_values(db_client_operation_duration_seconds_count, service_name)",
-            "service.name of the instrumented applications",
+            # Services that only report health (dbpulse health --export) are listed too.
+            'label_values({__name__=~"db_client_operation_duration_seconds_count|'
+            'dbpulse_db_health_status"}, service_name)',
+            "service.name of the instrumented applications (and of dbpulse health --export)",
         )
     )
     board = board.with_variable(
@@ -68,6 +71,7 @@ def database_dashboard() -> dash.Dashboard:
             "db.collection.name (Redis commands have none; All includes them)",
         )
     )
+    board = board.with_variable(target_variable())
     layout = Layout()
     layout.add(
         series(
@@ -308,4 +312,5 @@ def database_dashboard() -> dash.Dashboard:
             )
         )
     )
+    health_row(layout)
     return layout.apply(board)

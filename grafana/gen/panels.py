@@ -88,7 +88,8 @@ def bars(
 
 @dataclass
 class Layout:
-    """Places panels left to right in rows of 24 grid units; ids in insertion order."""
+    """Places panels left to right in rows of 24 grid units; ids in insertion order. A
+    ``dash.Row`` starts a new line and heads the panels after it."""
 
     panels: list[tuple[Builder[Any], int, int]] = field(default_factory=list)
 
@@ -98,10 +99,13 @@ class Layout:
     def apply(self, board: dash.Dashboard) -> dash.Dashboard:
         x = y = row_height = 0
         for number, (panel, width, height) in enumerate(self.panels, start=1):
-            if x + width > 24:
+            if x + width > 24 or isinstance(panel, dash.Row):
                 x, y, row_height = 0, y + row_height, 0
             panel.id(number).grid_pos(dm.GridPos(h=height, w=width, x=x, y=y))  # type: ignore[attr-defined]
-            board = board.with_panel(panel)
+            if isinstance(panel, dash.Row):  # an open row: the panels after it belong to it
+                board = board.with_row(panel)
+            else:
+                board = board.with_panel(panel)
             x += width
             row_height = max(row_height, height)
         return board

@@ -8,6 +8,7 @@ viz feed when ``DBPULSE_VIZ_URL`` is set).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from dbpulse.core.entities import EntityExtractor, IsbnExtractor
 from dbpulse.core.state import STATE
 from dbpulse.core.statements import set_extractor
+from dbpulse.telemetry.exit import drop_unreachable, is_otlp
 from dbpulse.telemetry.ids import FlowIdGenerator
 from dbpulse.telemetry.metrics import OPERATIONS
 
@@ -120,6 +122,15 @@ def instrument(
     for instrumentor in _instrumentors(systems):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    _health_from_env(meter_provider)
+
+
+def _health_from_env(meter_provider: Any) -> None:
+    """The database health gauges when ``DBPULSE_HEALTH_TARGETS`` names targets."""
+    if os.environ.get("DBPULSE_HEALTH_TARGETS", "").strip():
+        from dbpulse.health.gauges import start_from_env
+
+        start_from_env(meter_provider)
 
 
 def uninstrument(*, systems: Sequence[str] = SYSTEMS) -> None:
@@ -170,14 +181,20 @@ class Telemetry:
 
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    otlp_exporters: tuple[Any, ...] = ()  # built from the environment (see telemetry/exit.py)
 
     def force_flush(self, timeout_millis: int = 10_000) -> None:
         self.tracer_provider.force_flush(timeout_millis)
         self.meter_provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
+        self.before_exit()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+    def before_exit(self) -> None:
+        """With no collector listening, drop the last batch at once instead of retrying."""
+        drop_unreachable(self.otlp_exporters)
 
 
 def _sampler_from_env() -> Sampler | None:
@@ -214,16 +231,24 @@ def _exporter_names(signal: Literal["traces", "metrics"]) -> list[str]:
     return list(_get_exporter_names(signal))
 
 
-def _metric_readers(names: Sequence[str], exporter: MetricExporter | None) -> list[MetricReader]:
+def _metric_readers(
+    names: Sequence[str], exporter: MetricExporter | None, built: list[Any]
+) -> list[MetricReader]:
     """Plain SDK readers: the aggregated histogram reaches each of them at collection
-    (:mod:`dbpulse.telemetry.readers`), pull readers such as Prometheus included."""
+    (:mod:`dbpulse.telemetry.readers`), pull readers such as Prometheus included. The exporters
+    made from ``names`` are appended to ``built``."""
     if exporter is not None:
         return [PeriodicExportingMetricReader(exporter)]
     _, classes, _ = _import_exporters([], names, [])
-    return [
-        cls() if issubclass(cls, MetricReader) else PeriodicExportingMetricReader(cls())
-        for cls in classes.values()
-    ]
+    readers: list[MetricReader] = []
+    for cls in classes.values():
+        if issubclass(cls, MetricReader):
+            readers.append(cls())
+        else:
+            made = cls()
+            built.append(made)
+            readers.append(PeriodicExportingMetricReader(made))
+    return readers
 
 
 def configure(
@@ -249,7 +274,8 @@ def configure(
     Traces: ``OTEL_TRACES_EXPORTER`` (default ``otlp``), the application's sampler from
     ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``;
     dbpulse's own root spans are sampled adaptively whatever it is), flow-aware trace ids,
-    the viz feed when ``DBPULSE_VIZ_URL`` is set. Metrics:
+    the viz feed when ``DBPULSE_VIZ_URL`` is set, the database health gauges when
+    ``DBPULSE_HEALTH_TARGETS`` is (:mod:`dbpulse.health.gauges`). Metrics:
     ``OTEL_METRICS_EXPORTER`` (default ``otlp``; ``prometheus`` and ``console`` too), every
     reader carrying the aggregated histogram. ``span_exporter``/``metric_exporter`` replace
     the environment's choice (tests, custom backends).
@@ -260,6 +286,7 @@ def configure(
         if service_name and not os.environ.get("OTEL_SERVICE_NAME"):
             defaults["service.name"] = service_name
         resource = Resource.create(defaults)
+    built: list[Any] = []
     tracer_provider = TracerProvider(
         resource=resource,
         sampler=sampler or _sampler_from_env(),
@@ -275,9 +302,14 @@ def configure(
     else:
         classes, _, _ = _import_exporters(_exporter_names("traces"), [], [])
         for cls in classes.values():
-            tracer_provider.add_span_processor(CountingBatchSpanProcessor(cls()))
-    readers = _metric_readers(_exporter_names("metrics"), metric_exporter)
+            exporter = cls()
+            built.append(exporter)
+            tracer_provider.add_span_processor(CountingBatchSpanProcessor(exporter))
+    readers = _metric_readers(_exporter_names("metrics"), metric_exporter, built)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    telemetry = Telemetry(tracer_provider, meter_provider, tuple(e for e in built if is_otlp(e)))
+    # After the providers' own exit hooks were registered, so it runs before them.
+    atexit.register(telemetry.before_exit)
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
@@ -285,7 +317,8 @@ def configure(
             if switch.instrumented and switch.tracer_provider is None:
                 switch.refresh_recorder()
     OPERATIONS.register_instruments(None if set_global else meter_provider)
-    return Telemetry(tracer_provider, meter_provider)
+    _health_from_env(None if set_global else meter_provider)
+    return telemetry
 
 
 __all__ += ["ConfigurationError", "CountingBatchSpanProcessor", "IsbnExtractor"]

@@ -60,6 +60,7 @@ FAULT_PANELS = {
     ("dbpulse-database.json", "Error rate", "A"): "errors",
     ("dbpulse-database.json", "Errors/s by error.type", "A"): "errors",
     ("dbpulse-database.json", "Lock errors", "A"): "lock errors",
+    ("dbpulse-database.json", "Lock retries/s by outcome", "A"): "lock retries",
     ("dbpulse-database.json", "Pool wait p95 and timeouts", "B"): "pool timeouts",
     ("dbpulse-flows.json", "Flow errors and malformed messages", "A"): "flow errors",
     ("dbpulse-flows.json", "Flow errors and malformed messages", "B"): "malformed messages",

@@ -12,6 +12,12 @@ fault: database           failing statements, slow reads, SQLITE_BUSY and 55P03 
 fault: flows              a consumer that drops and delays events, receives malformed
                           messages, then exits (stuck flows, silent heartbeat)
 fault: collector          the trace store stopped a while (the export queue backs up), restarted
+health                    an app with DBPULSE_HEALTH_TARGETS on three SQLite files: a healthy
+                          one (steady), one of 1.1 GB (sparse) in rollback mode whose rows are
+                          two hours old (size, status, no new rows), one whose WAL a held
+                          snapshot keeps growing (WAL growing)
+fault: lock storm         four writers on one SQLite file through dbpulse.retry for 30 s, then
+                          idle: the lock-storm alert fires, and is quiet once the storm is over
 ========================  =====================================================================
 
 Then every panel target of every dashboard runs against Prometheus (PromQL, range or instant
@@ -25,7 +31,9 @@ fire for the fault's series and not for the steady one.
 
 Long windows are shortened by substitution (printed in the table): "no writes for 1 h" is
 evaluated over 30 s, "heartbeat missing > 120 s" with a 20 s threshold (the test's heartbeat
-interval is 1 s). A rule's ``for`` is not waited out.
+interval is 1 s), "WAL growing in 30 min" and "lock storm over 5 min" over the samples the run
+has (Prometheus extrapolates ``delta``/``rate`` over what the window holds); the lock storm's
+quiet after the storm is evaluated over 20 s. A rule's ``for`` is not waited out.
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ pytestmark = pytest.mark.integration
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "10m"}
 HEARTBEAT_THRESHOLD_S = 20.0
 NO_WRITES_WINDOW = "30s"
+STORM_AFTER_WINDOW = "20s"
+LOCK_STORM = "dbpulse-db-lock-storm"
 
 
 @dataclass
@@ -80,7 +90,8 @@ class Scenario:
 
     @property
     def services(self) -> list[str]:
-        return [self.service(r) for r in ("db", "dbfault", "producer", "consumer", "flowfault")]
+        roles = ("db", "dbfault", "producer", "consumer", "flowfault", "health", "storm")
+        return [self.service(r) for r in roles]
 
     def variables(self) -> dict[str, str]:
         """Dashboard variables as Grafana formats a multi-value selection for a regex."""
@@ -89,6 +100,7 @@ class Scenario:
             "service": "(" + "|".join(self.services) + ")",
             "system": "(sqlite|postgresql|redis)",
             "table": ".*",
+            "target": ".*",
             "channel": f"({self.channel('steady')}|{self.channel('fault')})",
         }
 
@@ -203,6 +215,31 @@ def scenario(otel_stack: OtelStack, tmp_path_factory: pytest.TempPathFactory) ->
             "--rate",
             "2",
         )
+        health = tmp / "health"
+        health.mkdir()
+        _start(
+            run,
+            otel_stack,
+            "health",
+            run.service("health"),
+            "health",
+            "--health-dir",
+            str(health),
+            DBPULSE_HEALTH_TARGETS=" ".join(str(health / n) for n in ("ok.db", "big.db", "wal.db")),
+            DBPULSE_HEALTH_TABLES="events:at",
+            DBPULSE_HEALTH_INTERVAL="1",
+        )
+        _start(
+            run,
+            otel_stack,
+            "storm",
+            run.service("storm"),
+            "storm",
+            "--sqlite",
+            str(tmp / "storm.db"),
+            "--storm-seconds",
+            "30",
+        )
         _send_malformed(redis_url, fault)
         yield run
     finally:
@@ -274,6 +311,7 @@ class RuleCase:
 def _cases(run: Scenario) -> dict[str, RuleCase]:
     db = RuleCase("service_name", run.service("db"), run.service("dbfault"))
     flows = RuleCase("messaging_destination_name", run.channel("steady"), run.channel("fault"))
+    health = RuleCase("dbpulse_health_target", "ok.db", "big.db")
     return {
         "dbpulse-heartbeat-missing": RuleCase(
             "service_name",
@@ -293,8 +331,15 @@ def _cases(run: Scenario) -> dict[str, RuleCase]:
             f"[1h] -> [{NO_WRITES_WINDOW}]",
         ),
         "dbpulse-telemetry-dropped": db,
+        "dbpulse-db-size-warning": health,
+        "dbpulse-db-size-critical": health,
+        "dbpulse-db-health-not-ok": health,
+        "dbpulse-db-no-new-rows": health,
+        "dbpulse-db-wal-growing": RuleCase("dbpulse_health_target", "ok.db", "wal.db"),
+        LOCK_STORM: RuleCase("service_name", run.service("db"), run.service("storm")),
         # Steady and fault are the same series at two times: before and during a trace-store
         # outage (the exporter compose aims at Tempo; here it sends to Jaeger).
+        # Services are keyed by their own label; the health targets by their file names.
         "dbpulse-collector-export-backlog": RuleCase(
             "exporter", "otlp_grpc/tempo", "otlp_grpc/tempo", "fault: trace store stopped"
         ),
@@ -309,9 +354,14 @@ class Evaluation:
     fires: dict[str, bool]
 
 
-def _evaluate(stack: OtelStack, rule: dict[str, Any], case: RuleCase) -> Evaluation:
+def _evaluate(
+    stack: OtelStack, rule: dict[str, Any], case: RuleCase, window: str | None = None
+) -> Evaluation:
+    """``window`` replaces the rule's rate window (the lock storm's quiet after the storm)."""
     data = {d["refId"]: d["model"] for d in rule["data"]}
     expr = data["A"]["expr"]
+    if window is not None:
+        expr = expr.replace("[5m]", f"[{window}]")
     threshold_model = data[rule["condition"]]
     evaluator = threshold_model["conditions"][0]["evaluator"]
     kind, (limit,) = evaluator["type"], evaluator["params"]
@@ -382,6 +432,20 @@ def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
             result = _evaluate(otel_stack, rules[uid], case)
             steady[uid] = (result.values.get(case.steady), result.fires.get(case.steady, False))
 
+    # The lock storm is over (it lasts 30 s): the same service, over a short window, is quiet.
+    storm = cases[LOCK_STORM].fault
+    after: dict[str, float | None] = {}
+
+    def storm_quiet() -> bool:
+        result = _evaluate(otel_stack, rules[LOCK_STORM], cases[LOCK_STORM], STORM_AFTER_WINDOW)
+        after["value"] = result.values.get(storm)
+        return after["value"] is not None and not result.fires.get(storm, False)
+
+    try:
+        wait_until(storm_quiet, timeout=90, interval=2, what="the lock storm to be over")
+    except StackError:
+        pass  # reported below
+
     otel_stack.stop_trace_store()
     try:
 
@@ -408,6 +472,12 @@ def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
             f"{uid.removeprefix('dbpulse-'):34} {_fmt(s_value):>10} {_fmt(f_value):>10}  "
             f"{verdict:5}  {cases[uid].shortened}"
         )
+    storm_after = after.get("value")
+    quiet_after = storm_after is not None and storm_after <= _limit(rules[LOCK_STORM])
+    lines.append(
+        f"{'db-lock-storm (after the storm)':34} {'':>10} {_fmt(storm_after):>10}  "
+        f"{'quiet' if quiet_after else 'NO':5}  [5m] -> [{STORM_AFTER_WINDOW}]"
+    )
     table = "\n".join(lines)
     print("\n" + table)
     problems = [
@@ -417,9 +487,16 @@ def test_every_alert_fires_under_its_fault_and_not_in_steady_state(
         or steady.get(uid, (None, True))[1]
         or steady.get(uid, (None, False))[0] is None
     ]
+    if not quiet_after:
+        problems.append(f"{LOCK_STORM} (after the storm)")
     assert not problems, (
         f"rules not proven (fault must fire, steady must be quiet): {problems}\n{table}"
     )
+
+
+def _limit(rule: dict[str, Any]) -> float:
+    data = {d["refId"]: d["model"] for d in rule["data"]}
+    return float(data[rule["condition"]]["conditions"][0]["evaluator"]["params"][0])
 
 
 # -- dashboards -----------------------------------------------------------------------------

@@ -25,6 +25,16 @@ Roles and what they make visible:
 ``consumer``
     ``dbpulse.flow.Subscriber`` with a heartbeat; ``--drop``/``--delay`` make stuck and slow
     flows; ``--seconds`` ends it (its heartbeat then goes silent).
+``health --health-dir DIR``
+    An app whose ``DBPULSE_HEALTH_TARGETS`` (set by the caller) names three SQLite files it
+    keeps in DIR: ``ok.db`` (WAL, a fresh row every 0.5 s: healthy), ``big.db`` (rollback
+    journal, rows two hours old, extended to 1.1 GB without using the disk: size, status and
+    no-new-rows faults) and ``wal.db`` (a reader holding a snapshot open while a writer
+    appends: the WAL grows past 16 MB, then writing stops at 32 MB).
+``storm``
+    Four writer threads on one SQLite file through ``dbpulse.retry`` with a 1 ms busy timeout
+    for ``--storm-seconds`` (default 30), then idle until stopped: the lock storm, and after
+    it the quiet.
 
 Every role prints one JSON line (what it did) on exit.
 """
@@ -225,6 +235,101 @@ def _db(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+# -- database health and the lock storm ----------------------------------------------------
+
+HEALTH_TABLE = "events"
+_WAL_CAP = 32 * 1024 * 1024
+
+
+def _events(path: Path, journal: str, rows: int, age_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA journal_mode={journal}")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {HEALTH_TABLE} (at REAL, payload BLOB)")
+    conn.execute("PRAGMA user_version = 3")
+    conn.executemany(f"INSERT INTO {HEALTH_TABLE} (at) VALUES (?)", [(time.time() - age_s,)] * rows)
+    return conn
+
+
+def _health(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    import dbpulse
+
+    folder = Path(args.health_dir)
+    ok = _events(folder / "ok.db", "WAL", 10, 0)
+    _events(folder / "big.db", "DELETE", 5, 7200).close()
+    os.truncate(folder / "big.db", 1100 * 1024 * 1024)  # sparse: 1.1 GB that uses no disk
+    wal = _events(folder / "wal.db", "WAL", 1, 0)
+    reader = sqlite3.connect(folder / "wal.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute(f"SELECT count(*) FROM {HEALTH_TABLE}").fetchall()  # the old snapshot
+    telemetry = dbpulse.configure()  # starts the health monitor (DBPULSE_HEALTH_TARGETS)
+    dbpulse.instrument()
+    deadline, rounds = time.monotonic() + args.seconds, 0
+    blob = bytes(64 * 1024)
+    wal_file = folder / "wal.db-wal"
+    while not _stopped(args.stop_file, deadline):
+        if rounds % 10 == 0:
+            ok.execute(f"INSERT INTO {HEALTH_TABLE} (at) VALUES (?)", (time.time(),))
+        if wal_file.stat().st_size < _WAL_CAP:
+            wal.execute(f"INSERT INTO {HEALTH_TABLE} VALUES (?, ?)", (time.time(), blob))
+        rounds += 1
+        time.sleep(0.05)
+    wal_bytes = wal_file.stat().st_size  # the last close checkpoints and removes it
+    reader.execute("COMMIT")
+    for conn in (ok, wal, reader):
+        conn.close()
+    telemetry.shutdown()
+    return {"role": "health", "rounds": rounds, "wal_bytes": wal_bytes}
+
+
+def _storm(args: argparse.Namespace) -> dict[str, Any]:
+    import dbpulse
+
+    telemetry = dbpulse.configure()
+    dbpulse.instrument()
+    path = args.sqlite
+    setup = dbpulse.sqlite_connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE IF NOT EXISTS storm (worker INT, seq INT)")
+    setup.close()
+    storm_end = time.monotonic() + args.storm_seconds
+    writes, gave_up = [0] * 4, [0] * 4
+
+    def writer(worker: int) -> None:
+        conn = dbpulse.sqlite_connect(path, busy_timeout_ms=1, isolation_level=None)
+        policy = dbpulse.retry(max_attempts=200, initial_delay=0.001, max_delay=0.02)
+        while time.monotonic() < storm_end:
+            try:
+                for attempt in policy:
+                    with attempt:
+                        conn.execute("BEGIN IMMEDIATE")
+                        try:
+                            conn.execute(
+                                "INSERT INTO storm VALUES (?, ?)", (worker, writes[worker])
+                            )
+                            time.sleep(0.002)  # a transaction that holds the lock a moment
+                            conn.execute("COMMIT")
+                        except BaseException:
+                            conn.execute("ROLLBACK")
+                            raise
+                writes[worker] += 1
+            except sqlite3.OperationalError:
+                gave_up[worker] += 1  # dbpulse.retry's deadline: counted, the storm goes on
+        conn.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(len(writes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # After the storm: still alive and exporting, no more lock errors.
+    deadline = time.monotonic() + args.seconds
+    while not _stopped(args.stop_file, deadline):
+        time.sleep(0.2)
+    telemetry.shutdown()
+    return {"role": "storm", "writes": sum(writes), "gave_up": sum(gave_up)}
+
+
 # -- pattern flows --------------------------------------------------------------------------
 
 
@@ -290,7 +395,7 @@ def _consumer(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("role", choices=["db", "producer", "consumer"])
+    parser.add_argument("role", choices=["db", "producer", "consumer", "health", "storm"])
     parser.add_argument("--mode", choices=["steady", "fault"], default="steady")
     parser.add_argument("--sqlite", default=":memory:")
     parser.add_argument("--postgres")
@@ -304,8 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between rounds")
     parser.add_argument("--seconds", type=float, default=240.0, help="stop after (safety)")
     parser.add_argument("--stop-file", help="stop when this file exists")
+    parser.add_argument("--health-dir", help="health: where its SQLite files are made")
+    parser.add_argument("--storm-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
-    run = {"db": _db, "producer": _producer, "consumer": _consumer}[args.role]
+    run = {
+        "db": _db,
+        "producer": _producer,
+        "consumer": _consumer,
+        "health": _health,
+        "storm": _storm,
+    }[args.role]
     print(json.dumps(run(args)), flush=True)
     return 0
 

@@ -144,7 +144,7 @@ class OtelStack:
     :meth:`query_prometheus`, :meth:`wait_for_series`, :meth:`get_trace`,
     :meth:`search_traceql`. Faults: :meth:`stop_trace_store`/:meth:`start_trace_store`,
     :meth:`kill_collector`/:meth:`start_collector` (the collector keeps its file_storage
-    directory, so its persistent queue survives).
+    directory, so its persistent queue survives), :meth:`stop_prometheus`/:meth:`start_prometheus`.
     """
 
     binaries: Binaries
@@ -322,6 +322,12 @@ class OtelStack:
 
     def start_trace_store(self) -> None:
         self._procs["jaeger"].start(timeout=90)
+
+    def stop_prometheus(self) -> None:
+        self._procs["prometheus"].stop()
+
+    def start_prometheus(self) -> None:
+        self._procs["prometheus"].start()
 
     def kill_collector(self) -> None:
         """SIGKILL the collector: no flush, no graceful shutdown."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,33 @@ def test_switched_off_from_the_environment_exports_nothing(tmp_path: Path, varia
     assert [m for m in exported if m.startswith(("db.", "dbpulse.db."))] == []
     if name == "OTEL_SDK_DISABLED":
         assert exported == []  # no SDK at all
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_no_collector_listening_exits_at_once_and_quietly(tmp_path: Path, protocol: str):
+    """A one-shot script, the default OTLP exporters, nothing on the endpoint: the last batch is
+    dropped at exit instead of retried (each retry would wait up to the 30 s timeout set here,
+    so the run's 20 s limit fails a retrying exit), and no export error is printed."""
+    launcher = shutil.which("opentelemetry-instrument")
+    assert launcher, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
+    (tmp_path / "app.py").write_text(APP)
+    with socket.socket() as held:  # bound, never listening: connections are refused
+        held.bind(("127.0.0.1", 0))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{held.getsockname()[1]}",
+            OTEL_EXPORTER_OTLP_TIMEOUT="30",
+        )
+        env.pop("APP_PG_DSN", None)
+        result = subprocess.run(
+            [launcher, sys.executable, "app.py"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "app done\n"
+    assert result.stderr == ""

@@ -1,9 +1,11 @@
 """dbpulse under ``opentelemetry-instrument`` plays by its rules: a quiet start (with
-opentelemetry-distro installed alongside, as in the test extra), a quiet ``dbpulse demo``, and
-``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` honoured with the stock names as well as dbpulse's."""
+opentelemetry-distro installed alongside, as in the test extra, and without it, in a venv that
+holds dbpulse alone), a quiet ``dbpulse demo``, and ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
+honoured with the stock names as well as dbpulse's."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -26,15 +28,22 @@ print("app done")
 NOISE = re.compile(r"WARNING|not allowed|not loaded|already instrumented", re.IGNORECASE)
 
 
-def _instrumented(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    launcher = shutil.which("opentelemetry-instrument")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _instrumented(
+    args: list[str], cwd: Path, python: str = sys.executable, **env: str
+) -> subprocess.CompletedProcess[str]:
+    launcher = str(Path(python).parent / "opentelemetry-instrument")
+    if not Path(launcher).exists():
+        launcher = shutil.which("opentelemetry-instrument") or ""
     assert launcher, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
     full = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", **env}
     for name in ("OTEL_PYTHON_DISTRO", "OTEL_PYTHON_CONFIGURATOR"):
         if name not in env:
             full.pop(name, None)
     return subprocess.run(
-        [launcher, sys.executable, *args],
+        [launcher, python, *args],
         cwd=cwd,
         env=full,
         capture_output=True,
@@ -69,6 +78,61 @@ def test_a_configurator_the_user_chose_is_still_reported(tmp_path: Path):
     result = _instrumented(["app.py"], tmp_path, OTEL_PYTHON_CONFIGURATOR="configurator")
     assert result.returncode == 0, result.stderr
     assert "Configuration of dbpulse not loaded" in result.stderr
+
+
+def _venv_without_distro() -> Path:
+    """A venv holding dbpulse with its CLI and viz extras and no opentelemetry-distro: what a
+    user who installs dbpulse alone has. Made once under the cache dir and reused while
+    pyproject.toml and the checkout are unchanged (about 20 s cold)."""
+    cache = Path(
+        os.environ.get("DBPULSE_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbpulse"
+    )
+    venv = cache / f"venv-nodistro-{sys.version_info[0]}.{sys.version_info[1]}"
+    python = venv / "bin" / "python"
+    stamp = venv / ".dbpulse-installed"
+    want = f"{REPO} {hashlib.sha256((REPO / 'pyproject.toml').read_bytes()).hexdigest()}"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if not stamp.exists() or stamp.read_text() != want:
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-e", f"{REPO}[cli,viz]"], check=True, timeout=600)
+        stamp.write_text(want)
+    return python
+
+
+@pytest.fixture(scope="module")
+def nodistro_python() -> str:
+    python = _venv_without_distro()
+    has = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('opentelemetry.distro'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert has.stdout.strip() == "None", "the venv must not hold opentelemetry-distro"
+    return str(python)
+
+
+def test_a_start_without_opentelemetry_distro_is_quiet(tmp_path: Path, nodistro_python: str):
+    (tmp_path / "app.py").write_text(APP)
+    result = _instrumented(["app.py"], tmp_path, python=nodistro_python)
+    assert result.returncode == 0, result.stderr
+    assert "app done" in result.stdout
+    assert _noise(result.stderr) == [], result.stderr
+    assert "ids FlowIdGenerator" in result.stdout, result.stdout
+
+
+def test_the_demo_without_opentelemetry_distro_is_quiet(tmp_path: Path, nodistro_python: str):
+    args = ["-m", "dbpulse.cli", "demo", "--duration", "2", "--no-summary", "--port", "0"]
+    result = _instrumented(args, tmp_path, python=nodistro_python)
+    assert result.returncode == 0, result.stderr
+    assert _noise(result.stderr) == [], result.stderr
+    assert "viz server received" in " ".join(result.stdout.split()), result.stdout
 
 
 @pytest.mark.parametrize("otlp", [False, True])

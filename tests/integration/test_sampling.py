@@ -106,3 +106,42 @@ def test_an_explicit_otel_traces_sampler_is_honoured_under_opentelemetry_instrum
     # Children follow their parent: five queries per kept request, none for a dropped one.
     assert len(clients) == 5 * len(servers)
     assert {c["parent_id"] for c in clients} <= kept
+
+
+def test_a_real_wsgi_instrumentation_keeps_every_request_under_database_load(tmp_path, otel):
+    """opentelemetry-instrumentation-wsgi's SERVER roots, served over real HTTP: all kept."""
+    wsgi = pytest.importorskip("opentelemetry.instrumentation.wsgi")
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    conn = sqlite3.connect(tmp_path / "books.db", check_same_thread=False)
+    conn.execute("CREATE TABLE books (isbn TEXT, n INTEGER)")
+
+    def app(environ, start_response):
+        for j in range(QUERIES):
+            conn.execute("SELECT * FROM books WHERE n = ?", (j,)).fetchall()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):  # keep the test output readable
+            pass
+
+    server = make_server("127.0.0.1", 0, wsgi.OpenTelemetryMiddleware(app), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    otel.span_exporter.clear()
+    try:
+        for i in range(REQUESTS // 2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/books/{i}") as r:
+                assert r.read() == b"ok"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert LOAD.mode == "aggregated"
+    spans = otel.spans()
+    servers = [s for s in spans if s.kind is SpanKind.SERVER]
+    clients = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert len(servers) == REQUESTS // 2
+    assert len(clients) == REQUESTS // 2 * QUERIES

@@ -10,6 +10,7 @@
     dbpulse demo executions      # a pattern-execution log in DuckDB (seed 003's table)
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
     dbpulse health TARGET...     # database health checks (Nagios exit codes; --json, --watch)
+    dbpulse diagnose             # prove each hop of the pipeline with synthetic traffic
 
 Each command's module is imported only when that command's extra is installed
 (``pip install dbpulse[all]``); a missing extra gives a message saying what to install.
@@ -22,6 +23,20 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperOption
+
+# Typer's rich help shows every option's type, flags too (``--summary <bool>``, ``--help
+# <bool>``), although a flag takes no value; its plain help leaves them out. Checked against
+# Typer 0.29: a flag shows no type here either.
+_display_type_rich = getattr(TyperOption, "display_type_rich", None)
+
+
+def _flag_without_type(self: TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _display_type_rich(self, ctx)  # type: ignore[misc]
+
+
+if _display_type_rich is not None:
+    TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     help="dbpulse: database activity of Python services on OpenTelemetry.",
@@ -68,6 +83,9 @@ def _build() -> None:
     register_health = _load("dbpulse.cli.health", "register", "cli")
     if register_health is not None:
         register_health(app)
+    register_diagnose = _load("dbpulse.cli.diagnose", "register", "cli")
+    if register_diagnose is not None:
+        register_diagnose(app)
 
 
 _build()

@@ -7,15 +7,22 @@
     dbpulse health app.db --table executions:started_at   # row count + newest-row age
     dbpulse health app.db --thresholds thresholds.yaml    # from cron: exit code says it
     dbpulse health app.db --watch --interval 10           # re-check every 10 s (Ctrl-C stops)
+    dbpulse health app.db --export --interval 30          # push the health gauges over OTLP
 
 Exit codes: 0 OK, 1 WARNING, 2 ERROR or CRITICAL, 3 could not check (bad arguments, an
 unreadable thresholds file, a missing driver). Output is a Rich table on a terminal, plain
 text when piped, JSON with ``--json`` (one document per line with ``--watch``).
+
+``--export`` checks every ``--interval`` like ``--watch`` and pushes the
+``dbpulse.db.health.*`` gauges (:mod:`dbpulse.health.gauges`) over OTLP after each check,
+configured by the standard ``OTEL_*`` variables (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_SERVICE_NAME``, default ``dbpulse-health``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -126,8 +133,13 @@ def health(
         bool, typer.Option("--json", help="JSON: status, timestamp, checks.")
     ] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Re-check every --interval.")] = False,
+    export: Annotated[
+        bool,
+        typer.Option("--export", help="Re-check every --interval, push the gauges over OTLP."),
+    ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between --watch checks.")
+        float,
+        typer.Option("--interval", min=0.1, help="Seconds between --watch/--export checks."),
     ] = 5.0,
     thresholds: Annotated[
         Path | None,
@@ -156,19 +168,51 @@ def health(
 
     console = Console()
     report = None
+    exporter = _Exporter(interval) if export else None
+    watch = watch or export
     if watch:
         # SIGTERM (systemd, a supervisor, `kill`) ends --watch like Ctrl-C: last verdict.
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             report = check(parsed, limits)
+            if exporter is not None:
+                exporter.push(parsed, report)
             _render(report, as_json, console, watch)
             if not watch:
                 break
             time.sleep(interval)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends --watch; the exit code is the last verdict's
+    finally:
+        if exporter is not None:
+            exporter.shutdown()
     raise typer.Exit(report.exit_code if report is not None else UNKNOWN_EXIT)
+
+
+class _Exporter:
+    """``--export``: the health gauges on an SDK from the ``OTEL_*`` environment, pushed after
+    every check."""
+
+    def __init__(self, interval: float) -> None:
+        from dbpulse.health.gauges import HealthGauges
+        from dbpulse.setup import configure
+
+        # This process checks the targets it is given, not DBPULSE_HEALTH_TARGETS's.
+        os.environ.pop("DBPULSE_HEALTH_TARGETS", None)
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+        os.environ.setdefault("OTEL_METRIC_EXPORT_INTERVAL", str(max(1000, int(interval * 1000))))
+        self.telemetry = configure(service_name="dbpulse-health", set_global=False)
+        self.gauges = HealthGauges()
+        self.gauges.register(self.telemetry.meter_provider)
+
+    def push(self, targets: list[Target], report: HealthReport) -> None:
+        for target, result in zip(targets, report.targets, strict=True):
+            self.gauges.update(target.label, result)
+        self.telemetry.meter_provider.force_flush(10_000)
+
+    def shutdown(self) -> None:
+        self.telemetry.shutdown()
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:

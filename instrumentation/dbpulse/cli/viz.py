@@ -85,6 +85,12 @@ def viz(
         replay_seconds=replay_seconds,
         max_body_bytes=max_body_bytes,
     )
+    from dbpulse.viz.app import PortInUse, check_port
+
+    try:
+        check_port(host, port)
+    except PortInUse as exc:
+        _refuse("viz", exc)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"dbpulse viz: sphere at http://{shown}:{port}/")
     from dbpulse.demo.running import stop_on_signals
@@ -92,6 +98,12 @@ def viz(
     # uvicorn shuts down gracefully on SIGTERM, then raises it again: caught here, exit 0.
     with stop_on_signals():
         serve(config)
+
+
+def _refuse(command: str, exc: OSError) -> None:
+    """One line on stderr naming what to change, exit status 2 (no traceback)."""
+    typer.echo(f"dbpulse {command}: {exc.strerror}", err=True)
+    raise typer.Exit(2)
 
 
 def demo(
@@ -119,13 +131,17 @@ def demo(
         return
     _server_side()
     from dbpulse.demo.sphere import run_demo
+    from dbpulse.viz.app import PortInUse
 
-    run_demo(
-        host=host,
-        port=port,
-        duration=duration,
-        rate=rate,
-        isbns=isbns,
-        db=db,
-        summary=summary,
-    )
+    try:
+        run_demo(
+            host=host,
+            port=port,
+            duration=duration,
+            rate=rate,
+            isbns=isbns,
+            db=db,
+            summary=summary,
+        )
+    except PortInUse as exc:
+        _refuse("demo", exc)

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
 from dbpulse.core.isbn import complete_isbn13
+from dbpulse.demo.running import stop_on_signals
 from dbpulse.viz import VizConfig, VizFeedProcessor, VizServer
 
 __all__ = ["DemoWorkload", "isbn13", "run_demo"]
@@ -226,26 +227,37 @@ def run_demo(
     from rich.live import Live
 
     console = Console()
+    server = VizServer(VizConfig(host=host, port=port, token=token)).start()  # PortInUse first
     tmpdir = None
     if db is None:
         tmpdir = tempfile.TemporaryDirectory(prefix="dbpulse-demo-")
         db = Path(tmpdir.name) / "books.db"
-    server = VizServer(VizConfig(host=host, port=port, token=token)).start()
     url = server.url + "/"
     console.print(f"[bold]dbpulse demo[/bold]: sphere at [link={url}]{url}[/link]  (Ctrl-C stops)")
     console.print(f"SQLite workload: {rate:g} writes/s over {isbns:,} ISBNs into {db}")
     telemetry, feed = _telemetry(server.url, token)
     workload = DemoWorkload(db, rate=rate, isbns=isbns).start()
     started = time.monotonic()
+
+    def running() -> bool:
+        return not stop.is_set() and (duration is None or time.monotonic() - started < duration)
+
+    # SIGTERM (a container stopping, `kill`) and Ctrl-C end the loop the same way: the temporary
+    # database is removed and the summary printed.
     try:
-        if summary:
-            with Live(console=console, refresh_per_second=2, transient=False) as live:
-                while duration is None or time.monotonic() - started < duration:
-                    live.update(_summary(url, workload, server, feed, time.monotonic() - started))
-                    time.sleep(0.5)
-        else:
-            while duration is None or time.monotonic() - started < duration:
-                time.sleep(0.2)
+        with stop_on_signals() as stop:
+            if summary:
+                with Live(console=console, refresh_per_second=2, transient=False) as live:
+                    while running():
+                        live.update(
+                            _summary(url, workload, server, feed, time.monotonic() - started)
+                        )
+                        stop.wait(0.5)
+            else:
+                while running():
+                    stop.wait(0.2)
+            if stop.is_set():
+                console.print("stopping…")
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:

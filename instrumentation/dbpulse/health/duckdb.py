@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 
 from dbpulse.health.figures import mb, size_statuses
 from dbpulse.health.model import CheckResult, Status
-from dbpulse.health.target import Checks, Target, Unavailable, first_line, import_driver
+from dbpulse.health.target import (
+    Checks,
+    Target,
+    Unavailable,
+    first_line,
+    import_driver,
+    unobserved,
+)
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["DuckDBTarget"]
@@ -23,7 +30,7 @@ class DuckDBTarget(Target):
     kind: ClassVar[str] = "duckdb"
 
     def __init__(self, location: str, path: str) -> None:
-        super().__init__(location)
+        super().__init__(location, Path(path).name)
         self.path = Path(path)
 
     def open(self, thresholds: Thresholds) -> Any:
@@ -32,7 +39,8 @@ class DuckDBTarget(Target):
             what = "does not exist" if not self.path.exists() else "is not a file"
             raise Unavailable(Status.CRITICAL, f"{self.path} {what} (the check never creates it)")
         try:
-            conn = duckdb.connect(str(self.path), read_only=True)
+            # The raw connection under dbpulse's proxy: the check does not observe itself.
+            conn = unobserved(duckdb.connect(str(self.path), read_only=True))
             conn.execute("SELECT count(*) FROM information_schema.tables").fetchone()
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():

@@ -15,7 +15,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from dbpulse.health.figures import mb, size_statuses
 from dbpulse.health.model import CheckResult, Status, worst
-from dbpulse.health.target import Checks, Target, Unavailable, first_line, import_driver
+from dbpulse.health.target import (
+    Checks,
+    Target,
+    Unavailable,
+    first_line,
+    import_driver,
+    unobserved,
+)
 from dbpulse.health.thresholds import Thresholds
 
 __all__ = ["PostgresTarget"]
@@ -34,11 +41,31 @@ def _redacted(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _label(dsn: str) -> str:
+    """``host:port/dbname`` of a URL DSN: no user, no password, no options."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "postgresql"
+    database = parts.path.lstrip("/") or (parts.username or "postgres")
+    return f"{host}:{port}/{database}"
+
+
+def _execute(conn: Any, sql: str) -> Any:
+    """``sql`` on a new cursor, through the cursor class's own ``execute`` (what dbpulse's
+    psycopg wrapper wraps): the check does not observe itself inside an instrumented app."""
+    cursor = conn.cursor()
+    unobserved(type(cursor).execute)(cursor, sql)
+    return cursor
+
+
 class PostgresTarget(Target):
     kind: ClassVar[str] = "postgresql"
 
     def __init__(self, location: str, dsn: str) -> None:
-        super().__init__(_redacted(location))
+        super().__init__(_redacted(location), _label(dsn))
         self.dsn = dsn
 
     def open(self, thresholds: Thresholds) -> Any:
@@ -49,8 +76,13 @@ class PostgresTarget(Target):
         except psycopg.Error as exc:
             raise Unavailable(Status.CRITICAL, f"cannot connect: {first_line(exc)}") from None
         # autocommit ignores conn.read_only: make the session read-only instead.
-        conn.execute("SET default_transaction_read_only = on")
+        _execute(conn, "SET default_transaction_read_only = on").close()
         return conn
+
+    @staticmethod
+    def rows(conn: Any, sql: str) -> list[tuple[Any, ...]]:
+        with _execute(conn, sql) as cursor:
+            return list(cursor.fetchall())
 
     def table_names(self, conn: Any) -> set[str]:
         rows = self.rows(

@@ -30,7 +30,7 @@ class SQLiteTarget(Target):
     kind: ClassVar[str] = "sqlite"
 
     def __init__(self, location: str, path: str) -> None:
-        super().__init__(location)
+        super().__init__(location, Path(path).name)
         self.path = Path(path)
 
     def open(self, thresholds: Thresholds) -> sqlite3.Connection:
@@ -43,7 +43,9 @@ class SQLiteTarget(Target):
         timeout = (thresholds.level("connect").critical or 5000) / 1000
         uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            # The class itself, not sqlite3.connect: an instrumented application's health
+            # worker must not observe its own checks (dbpulse wraps connect's factory).
+            conn = sqlite3.Connection(uri, uri=True, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise Unavailable(
                 Status.CRITICAL, f"cannot open {self.path}: {first_line(exc)}"

@@ -19,7 +19,15 @@ from dbpulse.health.model import CheckResult, Status, TargetReport
 from dbpulse.health.thresholds import TableSpec, Thresholds
 from dbpulse.telemetry.errors import error_type_of
 
-__all__ = ["Checks", "Target", "Unavailable", "first_line", "import_driver", "quote_identifier"]
+__all__ = [
+    "Checks",
+    "Target",
+    "Unavailable",
+    "first_line",
+    "import_driver",
+    "quote_identifier",
+    "unobserved",
+]
 
 
 Checks = Iterator[tuple[str, Callable[[], CheckResult]]]
@@ -52,6 +60,13 @@ def import_driver(module: str, database: str, extra: str) -> Any:
         ) from None
 
 
+def unobserved(obj: Any) -> Any:
+    """What an instrumentor wrapped (a ``wrapt`` proxy's or wrapper's ``__wrapped__``), else
+    ``obj``: health checks run inside instrumented applications and must not observe
+    themselves as the application's database work."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 def quote_identifier(name: str) -> str:
     """``schema.table`` as ``"schema"."table"`` (names are validated by ``parse_table``)."""
     return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
@@ -71,12 +86,15 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 class Target(ABC):
-    """One database to check. ``location`` is what the user typed (shown in reports)."""
+    """One database to check. ``location`` is what the user typed (shown in reports);
+    ``label`` is a short name safe to export as a metric attribute (a file's base name,
+    ``host:port/dbname``: never a password, never a whole DSN)."""
 
     kind: ClassVar[str]
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, label: str | None = None) -> None:
         self.location = location
+        self.label = label or location
 
     @abstractmethod
     def open(self, thresholds: Thresholds) -> Any:
@@ -99,8 +117,9 @@ class Target(ABC):
 
     @staticmethod
     def rows(conn: Any, sql: str) -> list[tuple[Any, ...]]:
-        cursor = conn.execute(sql) if hasattr(conn, "execute") else conn.cursor().execute(sql)
-        return list(cursor.fetchall())
+        if not hasattr(conn, "execute"):
+            conn = conn.cursor()
+        return list(unobserved(conn).execute(sql).fetchall())
 
     # -- the run ---------------------------------------------------------------------------
 

@@ -14,7 +14,11 @@ Usage::
 Every path an application takes is observed once: ``Connection.execute``, ``executemany``,
 ``executescript`` and the same methods on cursors. ``sqlite3.connect`` is patched to pass a
 ``factory`` that subclasses the application's own (default ``sqlite3.Connection``), so
-connections stay real ``sqlite3.Connection`` objects. Connections made before instrumenting
+connections stay real ``sqlite3.Connection`` objects; the subclasses carry the names of the
+classes they extend, so messages and ``repr()`` read as without dbpulse. Calls the driver
+would refuse (no SQL, keywords, too many arguments) reach it unchanged and fail with its own
+message; ``Connection.execute`` of a ``RETURNING`` statement uses a ``sqlite3.Cursor`` as the
+driver does, whatever the connection's own ``cursor()`` makes. Connections made before instrumenting
 are wrapped by :meth:`SQLite3Instrumentor.instrument_connection`: it returns a proxy, and only
 calls made through the returned object are observed (the original object is not changed).
 Connection factories and cursor factories that are not classes (a lambda, a
@@ -49,6 +53,7 @@ _SYSTEM = "sqlite"
 _STATEMENTS = statement_cache(_SYSTEM)
 _original_connect = sqlite3.connect
 _rowcount = attrgetter("rowcount")
+_connection_cursor: Any = sqlite3.Connection.cursor  # the driver's, whatever a subclass says
 _FACTORY_POSITION = 5  # sqlite3.connect(database, timeout, detect_types, isolation_level,
 # check_same_thread, factory, ...)
 
@@ -79,25 +84,49 @@ def _bases(factory: type) -> dict[str, Any]:
     }
 
 
+_NONE: Any = object()  # an argument the application did not give
+
+
+def _given(*args: Any) -> tuple[Any, ...]:
+    """The positional arguments the application gave (those before the first it did not), for
+    a call handed to the driver as it was made."""
+    for index, arg in enumerate(args):
+        if arg is _NONE:
+            return args[:index]
+    return args
+
+
 class _Observed:
     """``execute``, ``executemany`` and ``executescript``, observed: shared by the instrumented
     connection and cursor classes. ``Connection.execute`` runs the statement in C without
     calling a cursor's ``execute``, so each path is observed exactly once."""
 
     _dbpulse_db: Database
-    cursor: Any  # the connection's (the proxy's) cursor(), on the connection side
+    # A connection whose execute is the driver's runs RETURNING on a cursor of ours; an
+    # application's own execute (a subclass's) is called as it is.
+    _dbp_returning_via_cursor = False
+    cursor: Any  # on the connection side, the application's cursor()
+    _plain_cursor: Any  # and the cursor Connection.execute would make
     _dbp_execute: Any
     _dbp_executemany: Any
     _dbp_executescript: Any
 
-    def execute(self, sql: str, parameters: Any = (), /) -> Any:
-        if not SWITCH.on or type(sql) is not str:
-            return self._dbp_execute(self, sql, parameters)
+    # Positional-only parameters with defaults, ``*rest`` and ``**kwargs``: a call the driver
+    # would refuse (no SQL, three arguments, keywords) goes to it unchanged and fails with its
+    # own message; a call it accepts binds as cheaply as a fixed signature.
+    def execute(
+        self, sql: Any = _NONE, parameters: Any = _NONE, /, *rest: Any, **kwargs: Any
+    ) -> Any:
+        if not SWITCH.on or type(sql) is not str or rest or kwargs:
+            return self._dbp_execute(self, *_given(sql, parameters, *rest), **kwargs)
+        if parameters is _NONE:
+            parameters = ()
         stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
-        if stmt.returning and not isinstance(self, sqlite3.Cursor):
-            # Connection.execute makes a plain cursor in C, whose reads can't be watched: run
-            # it as the documented equivalent, cursor().execute(), on one of ours.
-            return self.cursor().execute(sql, parameters)
+        if stmt.returning and self._dbp_returning_via_cursor:
+            # The driver's Connection.execute makes a plain cursor in C, whose reads can't be
+            # watched: run it on one of ours, of the class the driver uses there
+            # (sqlite3.Cursor, whatever the connection's own cursor() would make).
+            return self._plain_cursor().execute(sql, parameters)
         cursor = traced_call(
             SWITCH,
             self._dbpulse_db,
@@ -111,9 +140,11 @@ class _Observed:
             count_when_read(cursor, self._dbpulse_db, stmt, parameters)
         return cursor
 
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
-        if not SWITCH.on or type(sql) is not str:
-            return self._dbp_executemany(self, sql, seq_of_parameters)
+    def executemany(
+        self, sql: Any = _NONE, seq_of_parameters: Any = _NONE, /, *rest: Any, **kwargs: Any
+    ) -> Any:
+        if not SWITCH.on or type(sql) is not str or seq_of_parameters is _NONE or rest or kwargs:
+            return self._dbp_executemany(self, *_given(sql, seq_of_parameters, *rest), **kwargs)
         return traced_batch(
             SWITCH,
             self._dbpulse_db,
@@ -125,9 +156,9 @@ class _Observed:
             rowcount=_rowcount,
         )
 
-    def executescript(self, sql_script: str, /) -> Any:
-        if not SWITCH.on or type(sql_script) is not str:
-            return self._dbp_executescript(self, sql_script)
+    def executescript(self, sql_script: Any = _NONE, /, *rest: Any, **kwargs: Any) -> Any:
+        if not SWITCH.on or type(sql_script) is not str or rest or kwargs:
+            return self._dbp_executescript(self, *_given(sql_script, *rest), **kwargs)
         return traced_call(
             SWITCH,
             self._dbpulse_db,
@@ -174,13 +205,31 @@ def _instrumented(mixin: type, factory: Any, base: type) -> Any:
         return factory
     found = _classes.get((mixin, factory))
     if found is None:
-        name = f"Instrumented{factory.__name__}"
         namespace = _bases(factory)
         # A connection class with a cursor() of its own keeps its default cursor class.
         own = getattr(factory, "cursor", None) is not sqlite3.Connection.cursor
         namespace["_dbp_own_cursor"] = own
-        found = _classes.setdefault((mixin, factory), type(name, (mixin, factory), namespace))
+        namespace["_dbp_returning_via_cursor"] = _executes_as_driver(factory)
+        found = _classes.setdefault(
+            (mixin, factory), named_like(factory, type("Instrumented", (mixin, factory), namespace))
+        )
     return found
+
+
+def named_like(factory: type, cls: type) -> type:
+    """``cls`` (a subclass of ``factory``) under ``factory``'s names, so that the driver's and
+    Python's messages (``'sqlite3.Connection' object has no attribute ...``), ``repr()`` and
+    ``__qualname__`` read as without dbpulse. The driver's own classes are named in messages
+    by module and name; ``isinstance(obj, factory)`` is how to tell, as without dbpulse."""
+    builtin = factory in (sqlite3.Connection, sqlite3.Cursor)
+    cls.__name__ = f"sqlite3.{factory.__name__}" if builtin else factory.__name__
+    cls.__qualname__ = factory.__qualname__
+    cls.__module__ = factory.__module__
+    return cls
+
+
+def _executes_as_driver(factory: type) -> bool:
+    return getattr(factory, "execute", None) is sqlite3.Connection.execute
 
 
 def _instrumented_cursor_class(factory: Any) -> Any:
@@ -209,7 +258,7 @@ def _cursor(make: Any, args: tuple[Any, ...], kwargs: dict[str, Any], own: bool,
         args = (_instrumented_cursor_class(args[0]), *args[1:])
     elif "factory" in kwargs:
         kwargs = {**kwargs, "factory": _instrumented_cursor_class(kwargs["factory"])}
-    elif not own:
+    elif not own and not kwargs:
         args = (_CURSOR,)
     return _observed_cursor(make(*args, **kwargs), db)
 
@@ -226,6 +275,9 @@ class _ConnectionMixin(_Observed):
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         make = super().cursor
         return _cursor(make, args, kwargs, self._dbp_own_cursor, self._dbpulse_db)
+
+    def _plain_cursor(self) -> Any:
+        return _observed_cursor(_connection_cursor(self, _CURSOR), self._dbpulse_db)
 
 
 _CURSOR = _instrumented_cursor_class(sqlite3.Cursor)
@@ -250,8 +302,8 @@ def _connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
 def _forward(name: str) -> Any:
     """A ``_dbp_*`` method of the proxy: call ``name`` on the wrapped connection."""
 
-    def call(proxy: Any, *args: Any) -> Any:
-        return getattr(proxy.__wrapped__, name)(*args)
+    def call(proxy: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(proxy.__wrapped__, name)(*args, **kwargs)
 
     return staticmethod(call)
 
@@ -266,6 +318,11 @@ class _ConnectionProxy(_Observed, wrapt.ObjectProxy):
     def __init__(self, connection: sqlite3.Connection, db: Database) -> None:
         super().__init__(connection)
         self._self_db = db
+        self._self_returning_via_cursor = _executes_as_driver(type(connection))
+
+    @property
+    def _dbp_returning_via_cursor(self) -> bool:  # type: ignore[override]
+        return self._self_returning_via_cursor
 
     @property
     def _dbpulse_db(self) -> Database:  # type: ignore[override]
@@ -275,6 +332,9 @@ class _ConnectionProxy(_Observed, wrapt.ObjectProxy):
         wrapped = self.__wrapped__
         own = getattr(type(wrapped), "cursor", None) is not sqlite3.Connection.cursor
         return _cursor(wrapped.cursor, args, kwargs, own, self._self_db)
+
+    def _plain_cursor(self) -> Any:
+        return _observed_cursor(_connection_cursor(self.__wrapped__, _CURSOR), self._self_db)
 
     def __enter__(self) -> Any:
         self.__wrapped__.__enter__()

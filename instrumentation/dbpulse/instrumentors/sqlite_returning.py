@@ -40,7 +40,7 @@ def count_when_read(cursor: Any, db: Database, stmt: Statement, params: Any) -> 
 
 
 def _watching_class(base: type) -> type | None:
-    from dbpulse.instrumentors.sqlite import _CursorMixin
+    from dbpulse.instrumentors.sqlite import _CursorMixin, named_like
 
     if issubclass(base, _PendingRows):
         return base
@@ -48,7 +48,9 @@ def _watching_class(base: type) -> type | None:
         return None
     found = _classes.get(base)
     if found is None:
-        found = _classes.setdefault(base, type(base.__name__, (_PendingRows, base), {}))
+        found = _classes.setdefault(
+            base, named_like(base, type("Pending", (_PendingRows, base), {}))
+        )
     return found
 
 

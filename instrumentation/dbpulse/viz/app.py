@@ -14,20 +14,23 @@ Usage::
 
 Endpoints: ``POST /api/viz/emit`` (``{"events": [...]}``, bearer token when configured),
 ``WS /ws/viz``, ``GET /api/viz/recent``, ``GET /api/viz/replay``, ``GET /api/viz/isbns``,
-``GET /api/viz/top``, ``GET /api/viz/stats``, ``GET /healthz``, ``GET /metrics`` and the sphere
-page at ``/``. Every request passes :class:`~dbpulse.viz.guard.Guard` first (rate limit,
-``Host``, ``Origin``, viewing token). ``docs/viz.md`` has the details and the limits. Needs the
-``viz`` extra (FastAPI, uvicorn, prometheus_client).
+``GET /api/viz/top``, ``GET /api/viz/stats``, ``GET /healthz``, ``GET /metrics``, the sphere
+page at ``/`` and the live event log page at ``/events``. Every request passes
+:class:`~dbpulse.viz.guard.Guard` first (rate limit, ``Host``, ``Origin``, viewing token).
+``docs/viz.md`` has the details and the limits. Needs the ``viz`` extra (FastAPI, uvicorn,
+prometheus_client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import json
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -47,7 +50,7 @@ from dbpulse.viz.guard import Guard
 from dbpulse.viz.hub import Client, Hub
 from dbpulse.viz.slots import load_isbns
 
-__all__ = ["VizServer", "create_app", "serve"]
+__all__ = ["PortInUse", "VizServer", "check_port", "create_app", "serve"]
 
 _log = logging.getLogger("dbpulse.viz")
 
@@ -267,8 +270,42 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/events")
+    async def events_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "events.html", headers={"Cache-Control": "no-cache"})
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+class PortInUse(OSError):
+    """The viz server's port is taken; the message names the option that changes it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            errno.EADDRINUSE,
+            f"port {port} on {host} is already in use (another dbpulse?): "
+            "choose another with --port",
+        )
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`PortInUse` when ``host:port`` can't be bound (uvicorn's own message is a
+    log line after startup, and a traceback for the demo). Binds as uvicorn does, with
+    ``SO_REUSEADDR``, so a port in TIME_WAIT is not reported."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return  # uvicorn reports what it makes of the host
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(host, port) from None
 
 
 class VizServer:
@@ -298,6 +335,7 @@ class VizServer:
         return f"http://{shown}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> VizServer:
+        check_port(self.config.host, self.config.port)
         self._thread = threading.Thread(target=self._server.run, name="dbpulse-viz", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -329,6 +367,7 @@ class VizServer:
 def serve(config: VizConfig | None = None, **overrides: Any) -> None:
     """Run the viz server in the foreground until interrupted."""
     config = config or VizConfig.from_env(**overrides)
+    check_port(config.host, config.port)
     uvicorn.run(
         create_app(config),
         host=config.host,

@@ -30,6 +30,7 @@
     TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path;
 
   const $ = (id) => document.getElementById(id);
+  $("events-link").href = withToken("/events");
   const canvas = $("sphere");
   const gl = canvas.getContext("webgl2", { antialias: false, alpha: false,
     preserveDrawingBuffer: false });

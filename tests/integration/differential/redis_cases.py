@@ -1,0 +1,329 @@
+"""Redis scenarios of the differential table (redis-py, sync and asyncio clients).
+
+Every key starts with the run's prefix (``ctx.key``); :func:`forget` removes them after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from typing import Any
+
+import pytest
+
+from tests.integration.differential._runner import Ctx, scenario
+
+redis = pytest.importorskip("redis")
+
+rd = functools.partial(scenario, "redis")
+
+
+def forget(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _client(ctx: Ctx, **kwargs: Any) -> Any:
+    return redis.Redis.from_url(ctx.redis_url, **kwargs)
+
+
+@rd()
+def s_set_get_types(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    return (
+        r.set(ctx.key("a"), "1"),
+        r.get(ctx.key("a")),
+        r.get(ctx.key("missing")),
+        r.incr(ctx.key("n")),
+    )
+
+
+@rd()
+def s_decode_responses(ctx: Ctx) -> Any:
+    r = _client(ctx, decode_responses=True)
+    r.hset(ctx.key("h"), mapping={"f": "v", "g": 2})
+    return r.hgetall(ctx.key("h")), r.hgetall(ctx.key("none")), r.hmget(ctx.key("h"), ["f", "z"])
+
+
+@rd()
+def s_mget_and_getdel(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.mset({ctx.key("a"): "1", ctx.key("b"): "2"})
+    return (
+        r.mget([ctx.key("a"), ctx.key("x"), ctx.key("b")]),
+        r.getdel(ctx.key("a")),
+        r.exists(ctx.key("a")),
+    )
+
+
+@rd()
+def s_pipeline_transaction(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    pipe = r.pipeline()
+    pipe.set(ctx.key("a"), "1").get(ctx.key("a")).incr(ctx.key("n")).get(ctx.key("none"))
+    return pipe.execute(), pipe.command_stack
+
+
+@rd()
+def s_pipeline_without_transaction(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    with r.pipeline(transaction=False) as pipe:
+        pipe.rpush(ctx.key("l"), 1, 2, 3).lrange(ctx.key("l"), 0, -1).llen(ctx.key("l"))
+        first = pipe.execute()
+        pipe.lpop(ctx.key("l"))
+        return first, pipe.execute()
+
+
+@rd()
+def s_pipeline_error_raised(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("s"), "text")
+    pipe = r.pipeline()
+    pipe.set(ctx.key("a"), "1").incr(ctx.key("s")).get(ctx.key("a"))
+    pipe.execute()
+
+
+@rd()
+def s_pipeline_error_returned(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("s"), "text")
+    pipe = r.pipeline(transaction=False)
+    pipe.set(ctx.key("a"), "1").incr(ctx.key("s")).get(ctx.key("a"))
+    return pipe.execute(raise_on_error=False)
+
+
+@rd(observed=False)
+def s_empty_pipeline(ctx: Ctx) -> Any:
+    return _client(ctx).pipeline().execute()
+
+
+@rd()
+def s_watch_conflict(ctx: Ctx) -> Any:
+    r, other = _client(ctx), _client(ctx)
+    r.set(ctx.key("w"), "0")
+    pipe = r.pipeline()
+    pipe.watch(ctx.key("w"))
+    other.set(ctx.key("w"), "changed")
+    pipe.multi()
+    pipe.set(ctx.key("w"), "mine")
+    pipe.execute()
+
+
+@rd()
+def s_transaction_helper(ctx: Ctx) -> Any:
+    r = _client(ctx)
+
+    def bump(pipe: Any) -> None:
+        value = int(pipe.get(ctx.key("c")) or 0)
+        pipe.multi()
+        pipe.set(ctx.key("c"), value + 5)
+
+    return r.transaction(bump, ctx.key("c")), r.get(ctx.key("c"))
+
+
+@rd()
+def s_one_string_command(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    return (
+        r.execute_command(f"SET {ctx.key('one')} value"),
+        r.execute_command(f"GET {ctx.key('one')}"),
+        r.execute_command("CONFIG GET maxclients"),
+    )
+
+
+@rd()
+def s_wrong_type(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("s"), "text")
+    r.lpush(ctx.key("s"), "x")
+
+
+@rd()
+def s_unknown_command(ctx: Ctx) -> Any:
+    _client(ctx).execute_command("DBPULSENOSUCH", ctx.key("k"))
+
+
+@rd()
+def s_wrong_arity(ctx: Ctx) -> Any:
+    _client(ctx).execute_command("GET")
+
+
+@rd(observed=False)
+def s_unencodable_value(ctx: Ctx) -> Any:
+    _client(ctx).set(ctx.key("d"), {"a": 1})  # type: ignore[arg-type]
+
+
+@rd()
+def s_lua_script(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    script = r.register_script("return {KEYS[1], ARGV[1] + 1}")
+    return script(keys=[ctx.key("k")], args=[41]), r.eval("return 1 + 1", 0)
+
+
+@rd()
+def s_scan_and_expiry(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    for i in range(5):
+        r.set(ctx.key(f"scan:{i}"), i, ex=100)
+    found = sorted(r.scan_iter(match=ctx.key("scan:*")))
+    return found, r.ttl(ctx.key("scan:0")) > 0, r.persist(ctx.key("scan:0"))
+
+
+@rd()
+def s_pubsub(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    channel = ctx.key("channel")
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    received = r.publish(channel, "hello")
+    message = None
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message:
+            break
+    pubsub.close()
+    return received, message
+
+
+@functools.cache
+def _closed_port() -> int:
+    """A loopback port bound and never listened on (kept bound: connections are refused)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    _HELD.append(holder)
+    return int(holder.getsockname()[1])
+
+
+_HELD: list[socket.socket] = []
+
+
+@rd(observed=False)
+def s_connection_refused(ctx: Ctx) -> Any:
+    redis.Redis(port=_closed_port(), socket_connect_timeout=1).get("k")
+
+
+@rd()
+def s_asyncio_client(ctx: Ctx) -> Any:
+    import redis.asyncio as aioredis
+
+    async def run() -> Any:
+        r = aioredis.Redis.from_url(ctx.redis_url)
+        await r.set(ctx.key("a"), "1")
+        got = await r.get(ctx.key("a")), await r.get(ctx.key("none"))
+        async with r.pipeline() as pipe:
+            pipe.incr(ctx.key("n")).get(ctx.key("a")).get(ctx.key("none"))
+            replies = await pipe.execute()
+        with pytest.raises(redis.ResponseError) as caught:
+            await r.execute_command("DBPULSENOSUCH")
+        await r.aclose()
+        return got, replies, str(caught.value)
+
+    return asyncio.run(run())
+
+
+@rd(observed=False)
+def s_execute_command_without_arguments(ctx: Ctx) -> Any:
+    _client(ctx).execute_command()
+
+
+@rd()
+def s_bytes_command_name_and_options(ctx: Ctx) -> Any:
+    r = _client(ctx, decode_responses=True)
+    r.execute_command(b"SET", ctx.key("b"), b"\xff\x00")
+    return r.execute_command("GET", ctx.key("b"), NEVER_DECODE=True), r.strlen(ctx.key("b"))
+
+
+@rd()
+def s_key_and_value_types(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("i"), 1)
+    r.set(ctx.key("f"), 2.5)
+    r.set(ctx.key("m"), memoryview(b"mv"))
+    return r.mget(ctx.key("i"), ctx.key("f"), ctx.key("m")), r.incrbyfloat(ctx.key("f"), 1)
+
+
+@rd()
+def s_pipeline_executed_twice(ctx: Ctx) -> Any:
+    pipe = _client(ctx).pipeline()
+    pipe.set(ctx.key("a"), 1)
+    first = pipe.execute()
+    return first, pipe.execute(), len(pipe)
+
+
+@rd()
+def s_pipeline_immediate_mode_after_watch(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("w"), "5")
+    with r.pipeline() as pipe:
+        pipe.watch(ctx.key("w"))
+        current = pipe.get(ctx.key("w"))
+        pipe.multi()
+        pipe.incr(ctx.key("w")).get(ctx.key("none"))
+        return current, pipe.execute()
+
+
+@rd()
+def s_pipeline_with_unknown_command(ctx: Ctx) -> Any:
+    pipe = _client(ctx).pipeline(transaction=False)
+    pipe.set(ctx.key("a"), 1)
+    pipe.execute_command("DBPULSENOSUCH", ctx.key("a"))
+    return pipe.execute(raise_on_error=False)
+
+
+@rd()
+def s_transaction_unknown_command_aborts(ctx: Ctx) -> Any:
+    pipe = _client(ctx).pipeline()
+    pipe.set(ctx.key("a"), 1)
+    pipe.execute_command("DBPULSENOSUCH")
+    pipe.execute()
+
+
+@rd()
+def s_lock(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    lock = r.lock(ctx.key("lock"), timeout=5)
+    got = lock.acquire(blocking=False)
+    second = r.lock(ctx.key("lock"), timeout=5).acquire(blocking=False)
+    lock.release()
+    return got, second, r.exists(ctx.key("lock"))
+
+
+@rd()
+def s_hash_and_sets(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.sadd(ctx.key("s"), "a", "b")
+    r.zadd(ctx.key("z"), {"a": 1.5, "b": 0.5})
+    r.hset(ctx.key("h"), "f", 1)
+    return (
+        sorted(r.smembers(ctx.key("s"))),
+        r.zrange(ctx.key("z"), 0, -1, withscores=True),
+        r.hget(ctx.key("h"), "f"),
+        r.hget(ctx.key("h"), "g"),
+        r.hincrby(ctx.key("h"), "f", 2),
+    )
+
+
+@rd()
+def s_asyncio_pipeline_error(ctx: Ctx) -> Any:
+    import redis.asyncio as aioredis
+
+    async def run() -> Any:
+        r = aioredis.Redis.from_url(ctx.redis_url)
+        await r.set(ctx.key("s"), "text")
+        pipe = r.pipeline(transaction=False)
+        pipe.incr(ctx.key("s")).get(ctx.key("s"))
+        replies = await pipe.execute(raise_on_error=False)
+        try:
+            async with r.pipeline() as tx:
+                tx.incr(ctx.key("s"))
+                await tx.execute()
+        except redis.ResponseError as exc:
+            error = type(exc).__name__, str(exc)
+        await r.aclose()
+        return replies, error
+
+    return asyncio.run(run())
