@@ -1,9 +1,9 @@
 """dbpulse's Grafana dashboards and alert rules as code; ``grafana/generate.py`` writes them.
 
-One module a dashboard (:mod:`.database`, :mod:`.flows`, :mod:`.pipeline`) over the shared
-building blocks of :mod:`.common` (datasources, budgets, queries) and :mod:`.panels` (panels,
-layout, rendering), and :mod:`.alerts` for the alert rules. :func:`outputs` renders every
-generated file::
+One module a dashboard (:mod:`.database`, :mod:`.flows`, :mod:`.insights`, :mod:`.pipeline`)
+over the shared building blocks of :mod:`.common` (datasources, budgets, queries) and
+:mod:`.panels` (panels, layout, rendering), and :mod:`.alerts` for the alert rules.
+:func:`outputs` renders every generated file::
 
     from gen import outputs
 
@@ -21,6 +21,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from .alerts import ALERT_RULES, render_rules
 from .database import database_dashboard
 from .flows import flows_dashboard
+from .insights import insights_dashboard
 from .panels import render_dashboard
 from .pipeline import pipeline_dashboard
 
@@ -41,6 +42,7 @@ RULES_FILE = GRAFANA / "provisioning" / "alerting" / "rules.yaml"
 DASHBOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "dbpulse-database.json": database_dashboard,
     "dbpulse-flows.json": flows_dashboard,
+    "dbpulse-insights.json": insights_dashboard,
     "dbpulse-pipeline.json": pipeline_dashboard,
 }
 

@@ -63,6 +63,7 @@ FAULT_PANELS = {
     ("dbpulse-database.json", "Lock retries/s by outcome", "A"): "lock retries",
     ("dbpulse-database.json", "Pool wait p95 and timeouts", "B"): "pool timeouts",
     ("dbpulse-flows.json", "Flow errors and malformed messages", "A"): "flow errors",
+    ("dbpulse-insights.json", "N+1 patterns: worst offenders", "A"): "N+1 patterns",
     ("dbpulse-flows.json", "Flow errors and malformed messages", "B"): "malformed messages",
     ("dbpulse-flows.json", "Heartbeat events/s", "B"): "heartbeat connection errors",
     ("dbpulse-flows.json", "Service graph", "A:map2"): "failed requests between services",

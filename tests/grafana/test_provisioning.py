@@ -63,6 +63,7 @@ def test_dashboards_are_complete() -> None:
     assert set(boards) == {
         "dbpulse-database.json",
         "dbpulse-flows.json",
+        "dbpulse-insights.json",
         "dbpulse-pipeline.json",
     }
     variables = {
@@ -71,6 +72,7 @@ def test_dashboards_are_complete() -> None:
     assert {"service", "system", "table"} <= variables["dbpulse-database.json"]
     assert {"service", "channel", "flow_id"} <= variables["dbpulse-flows.json"]
     assert "service" in variables["dbpulse-pipeline.json"]
+    assert "service" in variables["dbpulse-insights.json"]
     uids = [b["uid"] for b in boards.values()]
     assert len(set(uids)) == len(uids)
     for name, board in boards.items():

@@ -51,6 +51,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 #: Valid ISBN-13s (checksums hold); the steady workload writes them with skewed frequency so
 #: the top-10 panel has a ranking.
 ISBNS = (
@@ -95,6 +98,7 @@ def _db_steady(args: argparse.Namespace, report: dict[str, Any]) -> None:
     )
     _create_postgres_table(pool)
     cache = redis.Redis.from_url(args.redis)
+    tracer = trace.get_tracer("gf.steady.http")
     deadline = time.monotonic() + args.seconds
     i = 0
     while not _stopped(args.stop_file, deadline):
@@ -112,6 +116,12 @@ def _db_steady(args: argparse.Namespace, report: dict[str, Any]) -> None:
         cache.get(f"gf:book:{isbn}")
         cache.get(f"gf:missing:{i}")
         report["ops"] = report.get("ops", 0) + 8
+        if i % 10 == 0:  # an N+1 page: one SELECT per book under one request (the N+1 panel)
+            with tracer.start_as_current_span("GET /shelf", kind=SpanKind.SERVER):
+                for book in ISBNS[:6]:
+                    lite.execute(f"SELECT title FROM {TABLE} WHERE isbn = ?", (book,)).fetchall()
+            report["n_plus_one_pages"] = report.get("n_plus_one_pages", 0) + 1
+            report["ops"] += 6
         i += 1
         time.sleep(args.interval)
     pool.close()

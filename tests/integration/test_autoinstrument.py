@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,15 @@ print("app done")
 """
 
 
-def run_app(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``opentelemetry-instrument python app.py`` in ``cwd``; it must finish and say so."""
+def run_app(
+    cwd: Path, env: dict[str, str], args: Sequence[str] = ("app.py",), *, instrumented: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``opentelemetry-instrument python app.py`` in ``cwd`` (``python app.py`` when not
+    ``instrumented``); it must finish and say so ("app done")."""
     launcher = shutil.which("opentelemetry-instrument")
     assert launcher, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
     result = subprocess.run(
-        [launcher, sys.executable, "app.py"],
+        [*([launcher] if instrumented else []), sys.executable, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -45,7 +49,7 @@ def run_app(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "app done" in result.stdout
+    assert "app done" in result.stdout, result.stderr
     return result
 
 

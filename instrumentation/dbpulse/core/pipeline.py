@@ -9,7 +9,10 @@ a batch to :func:`traced_batch`:
 3. a CLIENT span is started only when it would be kept: a sampled parent, or no parent and
    the adaptive sampler not in aggregated mode. Attributes are set at start;
 4. the duration, rows and keys go into the exact in-process aggregate
-   (:mod:`dbpulse.telemetry.metrics`).
+   (:mod:`dbpulse.telemetry.metrics`), per statement shape too (top statements);
+5. a single call under a parent span counts toward N+1 detection
+   (:mod:`dbpulse.telemetry.repeats`); a slow or failed call without a kept span gets a
+   captured root span, within a rate limit (:mod:`dbpulse.telemetry.capture`).
 
 Nothing here may raise into the application: dbpulse's own bookkeeping is guarded, and the
 application's exception is re-raised unchanged. The driver's return value is returned as is.
@@ -23,18 +26,24 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Link, Status, StatusCode
 
 from dbpulse.core.state import STATE, Switch, guarded_keys, warn_once
 from dbpulse.core.statements import Database, Statement
+from dbpulse.telemetry.capture import CAPTURE, REASON
 from dbpulse.telemetry.errors import error_type_of
+from dbpulse.telemetry.limits import INSIGHTS
 from dbpulse.telemetry.metrics import OPERATIONS, Series
+from dbpulse.telemetry.repeats import REPEATS
 from dbpulse.telemetry.sampler import LOAD
 
 __all__ = ["Call", "call_keys", "keys_for_rows", "traced_batch", "traced_call", "traced_call_async"]
 
 R = TypeVar("R")
 RowCount = Callable[[Any], int]
+Rewrite = Callable[[tuple[Any, ...], Any], tuple[Any, ...]]
+"""``rewrite(args, span)``: the driver call's arguments for a call with a sampled span
+(sqlcommenter); never called for unsampled calls."""
 
 MAX_KEYS_ON_SPAN = 100
 MAX_LAZY_ROWS_WITH_KEYS = 100_000
@@ -57,9 +66,9 @@ def _context_reader() -> Callable[[], Any]:
 _current_context = _context_reader()
 
 
-def _want_span() -> bool:
-    """Would a span be kept? ParentBased: follow a valid parent; roots unless aggregated."""
-    span = _current_context().get(_SPAN_KEY)
+def _want_span(span: Any) -> bool:
+    """Would a span under ``span`` (the current one) be kept? ParentBased: follow a valid
+    parent; roots unless aggregated."""
     if span is not None:
         parent = span.get_span_context()
         if parent.is_valid:
@@ -127,9 +136,12 @@ class Call:
     """One observed call that may carry a span, between :meth:`start` and :meth:`done` or
     :meth:`failed`; also usable around a block (``with cursor.copy()``)."""
 
-    __slots__ = ("counter", "db", "keys", "per_row", "rows", "span", "start", "stmt")
+    __slots__ = ("counter", "db", "keys", "per_row", "rows", "span", "spans", "start", "stmt")
 
-    def __init__(self, db: Database, stmt: Statement, keys: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, db: Database, stmt: Statement, keys: tuple[str, ...] = (), spans: Any = None
+    ) -> None:
+        self.spans = spans
         self.db = db
         self.stmt = stmt
         self.keys = keys
@@ -144,9 +156,11 @@ class Call:
         cls, switch: Switch, db: Database, stmt: Statement, params: Any, keys: Any = None
     ) -> Call:
         """Read the keys of a single call (unless given) and start its span if kept."""
-        call = cls(db, stmt)
+        call = cls(db, stmt, spans=switch.spans)
         try:
-            want = _want_span()
+            context = _current_context()
+            parent = context.get(_SPAN_KEY)
+            want = _want_span(parent)
             if keys is not None:
                 call.keys = keys
             elif stmt.is_write or want:
@@ -154,8 +168,12 @@ class Call:
                 call.keys = call_keys(stmt, params)
             if want:
                 call.span = switch.spans.start(
-                    stmt.span_name, _span_attributes(stmt, db, call.keys, None), _current_context()
+                    stmt.span_name, _span_attributes(stmt, db, call.keys, None), context
                 )
+            if parent is not None and parent.get_span_context().is_valid:
+                pattern = REPEATS.seen(parent, db.system, stmt.fingerprint, stmt.summary)
+                if pattern and call.span is not None:
+                    call.span.set_attributes(pattern)
         except Exception:
             warn_once("could not start a span")
         call.start = _perf_counter()
@@ -169,7 +187,7 @@ class Call:
         the driver. Lists and tuples are read before the call (their keys go on the span at
         start); any other iterable is wrapped so rows are observed as the driver consumes
         them, never copied. ``size`` overrides the batch size shown on the span."""
-        call = cls(db, stmt)
+        call = cls(db, stmt, spans=switch.spans)
         call_params = rows_params
         try:
             if isinstance(rows_params, list | tuple):
@@ -180,7 +198,7 @@ class Call:
             else:
                 call.counter = _RowCounter(rows_params, stmt if stmt.is_write else None)
                 call_params = call.counter
-            if _want_span():
+            if _want_span(_current_context().get(_SPAN_KEY)):
                 shown = size if size is not None else call.rows
                 call.span = switch.spans.start(
                     stmt.span_name, _span_attributes(stmt, db, call.keys, shown), _current_context()
@@ -220,15 +238,21 @@ class Call:
                     prefix = ("db.operation.batch", STATE.key_attribute)
                     span.set_attributes({k: v for k, v in late.items() if k.startswith(prefix)})
                 _end_span(span, series, duration)
+            if duration >= INSIGHTS.slow_seconds and not _kept(span):
+                _capture(self.spans, self.db, stmt, duration, "slow", series)
         except Exception:
             warn_once("could not record an operation")
 
     def failed(self, exc: BaseException) -> None:
-        _record_failure(self.db, self.stmt, self.span, self.start, exc)
+        _record_failure(self.spans, self.db, self.stmt, self.span, self.start, exc)
+
+
+def _kept(span: Any) -> bool:
+    return span is not None and bool(span.get_span_context().trace_flags.sampled)
 
 
 def _record_failure(
-    db: Database, stmt: Statement, span: Any, start: float, exc: BaseException
+    spans: Any, db: Database, stmt: Statement, span: Any, start: float, exc: BaseException
 ) -> None:
     end = _perf_counter()
     duration = end - start
@@ -241,8 +265,40 @@ def _record_failure(
             span.set_attribute("error.type", error_type)
             span.set_status(Status(StatusCode.ERROR, error_type))
             _end_span(span, series, duration)
+        if INSIGHTS.capture_errors and spans is not None and not _kept(span):
+            _capture(spans, db, stmt, duration, "error", series, error_type)
     except Exception:
         warn_once("could not record a failed operation")
+
+
+def _capture(
+    spans: Any,
+    db: Database,
+    stmt: Statement,
+    duration: float,
+    reason: str,
+    series: Series,
+    error_type: str | None = None,
+) -> None:
+    """Keep a span for a slow or failed call nothing kept (see dbpulse.telemetry.capture)."""
+    if not CAPTURE.take():
+        OPERATIONS.count_dropped("capture_rate_limit")
+        return
+    links: tuple[Link, ...] = ()
+    parent = _current_context().get(_SPAN_KEY)
+    if parent is not None:
+        context = parent.get_span_context()
+        if context.is_valid:
+            links = (Link(context),)
+    attributes = dict(stmt.attributes_for(db))
+    attributes[REASON] = reason
+    if error_type is not None:
+        attributes["error.type"] = error_type
+    start = time.time_ns() - int(duration * 1e9)
+    span = spans.capture(stmt.span_name, attributes, start, links)
+    if error_type is not None:
+        span.set_status(Status(StatusCode.ERROR, error_type))
+    _end_span(span, series, duration)
 
 
 def _end_span(span: Any, series: Series, duration: float) -> None:
@@ -296,12 +352,13 @@ def traced_call(
     kwargs: dict[str, Any] = _NO_KWARGS,
     rowcount: RowCount | None = None,
     rows_from: Any = None,
+    rewrite: Rewrite | None = None,
 ) -> R:
     """Run ``fn(*args, **kwargs)``, one database operation of ``stmt``, and observe it.
 
     ``params`` are the call's parameters (read for entity keys only). ``rowcount`` reads the
     number of affected rows from ``rows_from`` (default: the result); without it a write
-    counts one row.
+    counts one row. ``rewrite`` changes the arguments of a call with a sampled span.
 
     This is the hot path, written once and measured (benchmarks/overhead.py): with no span it
     is a context read, one key extraction for writes, two clock reads and one locked update.
@@ -310,12 +367,14 @@ def traced_call(
     span = _current_context().get(_SPAN_KEY)
     if LOAD.probability > 0.0 or (span is not None and span.get_span_context().is_valid):
         call = Call.begin(switch, db, stmt, params, keys if stmt.is_write else None)
+        if rewrite is not None and call.span is not None:
+            args = _rewritten(rewrite, args, call.span)
         return _run(call, fn, args, kwargs, rowcount, rows_from)
     start = _perf_counter()
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
-        _record_failure(db, stmt, None, start, exc)
+        _record_failure(switch.spans, db, stmt, None, start, exc)
         raise
     end = _perf_counter()
     try:
@@ -326,9 +385,21 @@ def traced_call(
                 rows = 1
         series = stmt.series.get(db) or stmt.series_for(db, None)
         OPERATIONS.record(series, end - start, end, rows, keys, stmt)
+        if end - start >= INSIGHTS.slow_seconds:
+            _capture(switch.spans, db, stmt, end - start, "slow", series)
     except Exception:
         warn_once("could not record an operation")
     return result
+
+
+def _rewritten(rewrite: Rewrite, args: tuple[Any, ...], span: Any) -> tuple[Any, ...]:
+    if not span.get_span_context().trace_flags.sampled:
+        return args
+    try:
+        return rewrite(args, span)
+    except Exception:
+        warn_once("could not add the sqlcommenter comment")
+        return args
 
 
 def traced_call_async(
@@ -341,10 +412,13 @@ def traced_call_async(
     kwargs: dict[str, Any] = _NO_KWARGS,
     rowcount: RowCount | None = None,
     rows_from: Any = None,
+    rewrite: Rewrite | None = None,
 ) -> Awaitable[R]:
     """:func:`traced_call` for a coroutine function (asyncio drivers): returns the awaitable
     the application awaits."""
     call = Call.begin(switch, db, stmt, params)
+    if rewrite is not None and call.span is not None:
+        args = _rewritten(rewrite, args, call.span)
     return _awaited(call, fn, args, kwargs, rowcount, rows_from)
 
 

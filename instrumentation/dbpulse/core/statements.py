@@ -12,9 +12,11 @@ import re
 from typing import Any
 
 from dbpulse.core.entities import EntityExtractor
+from dbpulse.core.fingerprint import fingerprint
 from dbpulse.core.sql import parse_sql
 from dbpulse.core.state import STATE, guarded_keys
 from dbpulse.telemetry.metrics import OPERATIONS, Series
+from dbpulse.telemetry.statements import StatementStats
 
 __all__ = [
     "Database",
@@ -64,6 +66,7 @@ class Statement:
 
     __slots__ = (
         "collection",
+        "fingerprint",
         "is_write",
         "literal_keys",
         "operation",
@@ -71,6 +74,7 @@ class Statement:
         "series",
         "span_attributes",
         "span_name",
+        "stats",
         "summary",
         "text",
     )
@@ -81,6 +85,10 @@ class Statement:
         self.collection = info.collection
         self.summary = info.summary or self.operation
         self.text = info.sanitized
+        # The shape's stable id (db.query.fingerprint) and its exact totals (set by
+        # statement(), which knows the system).
+        self.fingerprint = fingerprint(info.sanitized or self.operation)
+        self.stats: StatementStats | None = None
         self.is_write = info.is_write
         # Stable semconv: the span is named {db.query.summary} when there is one (bounded,
         # 255 characters), else {db.operation.name} {target}, else the operation.
@@ -113,6 +121,8 @@ class Statement:
         # The summary is {operation} {target}, so the span's name (its summary) is both.
         stmt.summary = f"{operation} {collection}" if collection else operation
         stmt.text = text
+        stmt.fingerprint = fingerprint(text)
+        stmt.stats = None
         stmt.is_write = is_write
         stmt.span_name = stmt.summary
         stmt.literal_keys = ()
@@ -129,11 +139,17 @@ class Statement:
             if self.collection:
                 found["db.collection.name"] = self.collection
             found["db.query.summary"] = self.summary
+            # No semantic convention names a statement's shape: dbpulse's own attribute.
+            found["db.query.fingerprint"] = self.fingerprint
             found["db.query.text"] = self.text
+            if self.stats is None:
+                self.stats = OPERATIONS.statements.stats(db.system, self.fingerprint, self.summary)
             self.span_attributes[db] = found
         return found
 
     def series_for(self, db: Database, error_type: str | None) -> Series:
+        if self.stats is None:
+            self.stats = OPERATIONS.statements.stats(db.system, self.fingerprint, self.summary)
         if error_type is None:
             found = self.series.get(db)
             if found is None:

@@ -14,6 +14,9 @@ raw and server-side) and therefore ``Connection.execute``; connections from ``ps
 (sync and async) are ordinary psycopg connections. The methods are wrapped on the classes, so
 connections already open are covered and ``uninstrument()`` really stops the work.
 
+``DBPULSE_SQLCOMMENTER=true`` (or ``instrument(sqlcommenter=True)``) appends the sampled
+calls' ``traceparent`` to the SQL sent (:mod:`dbpulse.core.sqlcommenter`).
+
 Pools created while instrumented report the ``db.client.connection.*`` metrics: connection
 count by state (idle/used), max, pending requests (from the pool's own stats), timeouts and
 wait time (timed around ``getconn``).
@@ -21,6 +24,7 @@ wait time (timed around ``getconn``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -31,6 +35,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 
 from dbpulse.core.pipeline import Call, traced_batch, traced_call, traced_call_async
+from dbpulse.core.sqlcommenter import comment_for, with_comment
 from dbpulse.core.state import Switch
 from dbpulse.core.statements import Database, Statement, database, statement
 from dbpulse.instrumentors import _stock
@@ -96,6 +101,33 @@ def _rowcount(cursor: Any) -> int:
     return int(cursor.rowcount)
 
 
+class _Commenter:
+    """Whether sqlcommenter is on (``DBPULSE_SQLCOMMENTER`` or ``instrument(sqlcommenter=)``)."""
+
+    on = False
+
+
+COMMENTER = _Commenter()
+
+
+def _service_name() -> str | None:
+    spans: Any = SWITCH.spans
+    resource = getattr(spans, "resource", None) or getattr(
+        getattr(spans, "tracer", None), "resource", None
+    )
+    name = getattr(resource, "attributes", {}).get("service.name")
+    return str(name) if name else None
+
+
+def _add_comment(args: tuple[Any, ...], span: Any) -> tuple[Any, ...]:
+    """The query (a ``str`` first argument) with the span's sqlcommenter comment."""
+    if not args or type(args[0]) is not str:
+        return args
+    has_params = len(args) > 1 and args[1] is not None
+    text = with_comment(args[0], comment_for(span, _service_name()), has_params)
+    return (text, *args[1:])
+
+
 def _execute_wrapper(awaits: bool) -> Wrapper:
     observe = traced_call_async if awaits else traced_call
 
@@ -105,7 +137,15 @@ def _execute_wrapper(awaits: bool) -> Wrapper:
             return wrapped(*args, **kwargs)
         params = args[1] if len(args) > 1 else kwargs.get("params")
         return observe(
-            SWITCH, *found, params, wrapped, args, kwargs, rowcount=_rowcount, rows_from=cursor
+            SWITCH,
+            *found,
+            params,
+            wrapped,
+            args,
+            kwargs,
+            rowcount=_rowcount,
+            rows_from=cursor,
+            rewrite=_add_comment if COMMENTER.on else None,
         )
 
     return execute
@@ -244,6 +284,10 @@ class PsycopgInstrumentor(BaseInstrumentor):
             "opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"
         )
         OPERATIONS.register_instruments(kwargs.get("meter_provider"))
+        commenter = kwargs.get("sqlcommenter")
+        if commenter is None:
+            commenter = os.environ.get("DBPULSE_SQLCOMMENTER", "").strip().lower() == "true"
+        COMMENTER.on = bool(commenter)
         for class_name, method, wrapper in _CURSOR_PATCHES:
             wrapt.wrap_function_wrapper(psycopg, f"{class_name}.{method}", wrapper)
         psycopg_pool = pool_module()

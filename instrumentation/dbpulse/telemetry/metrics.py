@@ -32,11 +32,15 @@ from dbpulse.telemetry.fork import in_child_after_fork
 from dbpulse.telemetry.instruments import Instruments
 from dbpulse.telemetry.limits import (
     DEFAULT_CARDINALITY_LIMIT,
+    DURATION_BUCKETS,
     isbn_limit_from_env,
     key_limit_from_env,
 )
 from dbpulse.telemetry.readers import serve_meter_provider
+from dbpulse.telemetry.repeats import REPEATS
 from dbpulse.telemetry.sampler import LOAD
+from dbpulse.telemetry.statements import OVERFLOW_KEY as STATEMENT_OVERFLOW
+from dbpulse.telemetry.statements import TopStatements
 from dbpulse.version import __version__
 
 __all__ = [
@@ -47,9 +51,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
-"""Advised bucket boundaries of ``db.client.operation.duration`` (semantic conventions)."""
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _OVERFLOW_KEY: tuple[Any, ...] = ("", None, "", None, None)
@@ -63,10 +64,11 @@ class Series:
     explicit buckets); the last bucket is the overflow.
     """
 
-    __slots__ = ("attributes", "counts", "exemplars", "max", "min", "rows", "sum")
+    __slots__ = ("attributes", "counts", "error", "exemplars", "max", "min", "rows", "sum")
 
     def __init__(self, attributes: dict[str, Any]) -> None:
         self.attributes = attributes
+        self.error = "error.type" in attributes
         self.counts = [0] * (len(DURATION_BUCKETS) + 1)
         self.sum = 0.0
         self.min = float("inf")
@@ -105,6 +107,9 @@ class OperationMetrics:
         self.key_limit = max(cardinality_limit, key_limit_from_env())
         self._instruments = Instruments("dbpulse")
         self._dropped: dict[str, int] = {}
+        # Exact per-statement-shape totals (top statements), under the same lock.
+        self.statements = TopStatements(self.lock)
+        self.statements.start_time_ns = self.start_time_ns
 
     # -- hot path ---------------------------------------------------------------------------
 
@@ -165,6 +170,16 @@ class OperationMetrics:
                 series.rows += rows
                 if keys:
                     self._count_keys(stmt, keys)
+            stats = stmt.stats if stmt is not None else None
+            if stats is not None:
+                stats.counts[index] += 1
+                stats.total += duration
+                if duration > stats.max:
+                    stats.max = duration
+                if rows:
+                    stats.rows += rows
+                if series.error:
+                    stats.errors += 1
         finally:
             lock.release()
 
@@ -196,6 +211,9 @@ class OperationMetrics:
             series.rows += rows
             if keys:
                 self._count_keys(stmt, keys)
+            stats = getattr(stmt, "stats", None)
+            if stats is not None:
+                stats.rows += rows
 
     def count_dropped(self, component: str, n: int = 1) -> None:
         with self.lock:
@@ -244,6 +262,9 @@ class OperationMetrics:
             beyond = self._series.get(_OVERFLOW_KEY)
             if beyond is not None and any(beyond.counts):
                 dropped["series_cardinality"] = sum(beyond.counts)  # operations under overflow
+            shapes = self.statements.table.get(STATEMENT_OVERFLOW)
+            if shapes is not None and any(shapes.counts):
+                dropped["statement_cardinality"] = shapes.calls  # calls of uncounted shapes
         if overflow:
             dropped["isbn_cardinality"] = overflow  # writes under the overflow series
         return dropped
@@ -284,9 +305,12 @@ class OperationMetrics:
             self.isbn_overflow = 0
             self._dropped.clear()
             self.start_time_ns = time.time_ns()
+            self.statements.reset()
+            self.statements.start_time_ns = self.start_time_ns
 
     def _after_fork_in_child(self) -> None:
         self.lock = threading.Lock()
+        self.statements.lock = self.lock
         self.reset()
 
     # -- SDK wiring -------------------------------------------------------------------------
@@ -310,6 +334,14 @@ class OperationMetrics:
                     self._observe_isbn_writes,
                     "{row}",
                     "Rows written per ISBN, up to the cardinality limit, then overflow.",
+                ),
+                (
+                    "counter",
+                    "dbpulse.db.n_plus_one",
+                    REPEATS.observe,
+                    "{pattern}",
+                    "N+1 patterns: parent spans that ran one statement shape at least "
+                    "DBPULSE_N_PLUS_ONE_THRESHOLD times, by fingerprint and summary.",
                 ),
                 (
                     "counter",
@@ -344,7 +376,9 @@ class OperationMetrics:
         if meter is not None:
             # The histogram: added to what this provider's readers collect.
             provider = meter_provider or metrics.get_meter_provider()
-            serve_meter_provider(provider, meter, self.histogram_points, SCOPE)
+            serve_meter_provider(
+                provider, meter, self.histogram_points, SCOPE, (self.statements.metrics,)
+            )
 
     def _observe_writes(self, _options: CallbackOptions) -> Iterable[Observation]:
         for (system, namespace, operation, collection), rows in self.writes_snapshot().items():

@@ -20,7 +20,10 @@ provider without them (another SDK) is left alone, with a warning: it gets dbpul
 and gauges but not the histogram.
 
 The histogram is dbpulse's own aggregation: the provider's views and a reader's preferred
-aggregation do not apply to it (explicit buckets, ``DURATION_BUCKETS``).
+aggregation do not apply to it (explicit buckets, ``DURATION_BUCKETS``). The same path carries
+the top-statement metrics (:mod:`dbpulse.telemetry.statements`): *producers* that build
+cumulative ``Metric`` objects once per collection, converted to deltas (histograms and sums)
+for a reader that prefers delta temporality for histograms.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     Metric,
     MetricsData,
+    NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
+    Sum,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["DURATION", "HistogramFeed", "carries_histogram", "serve_meter_provider"]
+__all__ = ["DURATION", "HistogramFeed", "Producer", "carries_histogram", "serve_meter_provider"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,40 +58,94 @@ DURATION = "db.client.operation.duration"
 
 Points = Callable[[int], list[HistogramDataPoint]]
 """``histogram_points(now_ns)`` of the aggregate: cumulative points, one per series."""
+Producer = Callable[[int], list[Metric]]
+"""``producer(now_ns)``: more cumulative metrics of dbpulse's scope, built at each collection."""
 
 
 class HistogramFeed:
     """dbpulse's histogram as one consumer (a reader, a wrapped exporter) collects it:
     cumulative, or the increments since that consumer's previous collection."""
 
-    def __init__(self, points: Points, scope: InstrumentationScope, delta: bool) -> None:
+    def __init__(
+        self,
+        points: Points,
+        scope: InstrumentationScope,
+        delta: bool,
+        producers: tuple[Producer, ...] = (),
+    ) -> None:
         self._points = points
         self._scope = scope
         self._delta = delta
-        self._previous: dict[frozenset[Any], HistogramDataPoint] = {}
+        self._producers = producers
+        self._previous: dict[tuple[str, frozenset[Any]], Any] = {}
         self._lock = threading.Lock()
 
     def metric(self) -> Metric | None:
-        points = self._points(time.time_ns())
-        temporality = AggregationTemporality.CUMULATIVE
+        """The duration histogram (cumulative, or this consumer's delta)."""
+        found = self._convert(
+            Metric(
+                name=DURATION,
+                description="Duration of database client operations.",
+                unit="s",
+                data=Histogram(
+                    data_points=self._points(time.time_ns()),
+                    aggregation_temporality=AggregationTemporality.CUMULATIVE,
+                ),
+            )
+        )
+        return found
+
+    def metrics(self) -> list[Metric]:
+        """The histogram and every producer's metrics, as this consumer wants them."""
+        found = [self.metric()]
+        now = time.time_ns()
+        for producer in self._producers:
+            found.extend(self._convert(m) for m in producer(now))
+        return [m for m in found if m is not None]
+
+    def _convert(self, metric: Metric) -> Metric | None:
+        data: Any = metric.data
+        points = list(data.data_points)
         if self._delta:
-            points, temporality = self._deltas(points), AggregationTemporality.DELTA
+            points = self._deltas(metric.name, points)
+            temporality = AggregationTemporality.DELTA
+        else:
+            temporality = AggregationTemporality.CUMULATIVE
         if not points:
             return None
-        return Metric(
-            name=DURATION,
-            description="Duration of database client operations.",
-            unit="s",
-            data=Histogram(data_points=points, aggregation_temporality=temporality),
-        )
+        if isinstance(data, Sum):
+            data = Sum(
+                data_points=points,
+                aggregation_temporality=temporality,
+                is_monotonic=data.is_monotonic,
+            )
+        else:
+            data = Histogram(data_points=points, aggregation_temporality=temporality)
+        return Metric(name=metric.name, description=metric.description, unit=metric.unit, data=data)
 
-    def _deltas(self, points: list[HistogramDataPoint]) -> list[HistogramDataPoint]:
-        deltas = []
+    def _deltas(self, name: str, points: list[Any]) -> list[Any]:
+        deltas: list[Any] = []
         with self._lock:
             for point in points:
-                key = frozenset(point.attributes.items()) if point.attributes else frozenset()
+                attributes = (
+                    frozenset(point.attributes.items()) if point.attributes else frozenset()
+                )
+                key = (name, attributes)
                 before = self._previous.get(key)
                 self._previous[key] = point
+                if isinstance(point, NumberDataPoint):
+                    if before is None:
+                        deltas.append(point)
+                    elif point.value != before.value:
+                        deltas.append(
+                            NumberDataPoint(
+                                point.attributes,
+                                before.time_unix_nano,
+                                point.time_unix_nano,
+                                point.value - before.value,
+                            )
+                        )
+                    continue
                 if before is None:
                     deltas.append(point)
                     continue
@@ -114,11 +173,12 @@ class HistogramFeed:
     def augment(
         self, metrics_data: MetricsData | None, resource: Resource | None
     ) -> MetricsData | None:
-        """``metrics_data`` with the histogram joined to dbpulse's scope (added when absent)."""
-        metric = self.metric()
-        if metric is None:
+        """``metrics_data`` with the histogram (and the producers' metrics) joined to dbpulse's
+        scope (added when absent)."""
+        added = self.metrics()
+        if not added:
             return metrics_data
-        scope_metrics = ScopeMetrics(scope=self._scope, metrics=[metric], schema_url="")
+        scope_metrics = ScopeMetrics(scope=self._scope, metrics=added, schema_url="")
         resource_metrics = list(metrics_data.resource_metrics) if metrics_data else []
         if not resource_metrics:
             resource = resource or Resource.create()
@@ -132,7 +192,7 @@ class HistogramFeed:
             if _same_scope(existing.scope, self._scope):
                 scopes[i] = ScopeMetrics(
                     scope=existing.scope,
-                    metrics=[*existing.metrics, metric],
+                    metrics=[*existing.metrics, *added],
                     schema_url=existing.schema_url,
                 )
                 break
@@ -171,7 +231,11 @@ _serve_lock = threading.Lock()
 
 
 def serve_meter_provider(
-    provider: Any, meter: Any, points: Points, scope: InstrumentationScope
+    provider: Any,
+    meter: Any,
+    points: Points,
+    scope: InstrumentationScope,
+    producers: tuple[Producer, ...] = (),
 ) -> None:
     """Have every reader of ``provider`` collect dbpulse's histogram (once per provider).
 
@@ -179,8 +243,8 @@ def serve_meter_provider(
     (no SDK provider set globally yet), the provider set later is served when it arrives.
     """
     if hasattr(meter, "_real_meter") and hasattr(meter, "on_set_meter_provider"):
-        _serve_when_set(meter, points, scope)
-    elif provider is not None and not _serve(provider, points, scope):
+        _serve_when_set(meter, points, scope, producers)
+    elif provider is not None and not _serve(provider, points, scope, producers):
         _log.warning(
             "dbpulse: %s is not an opentelemetry-sdk MeterProvider; its readers get dbpulse's "
             "counters and gauges but not db.client.operation.duration",
@@ -188,21 +252,25 @@ def serve_meter_provider(
         )
 
 
-def _serve_when_set(meter: Any, points: Points, scope: InstrumentationScope) -> None:
+def _serve_when_set(
+    meter: Any, points: Points, scope: InstrumentationScope, producers: tuple[Producer, ...]
+) -> None:
     original = meter.on_set_meter_provider
 
     def on_set_meter_provider(meter_provider: Any) -> None:
         original(meter_provider)
-        serve_meter_provider(meter_provider, None, points, scope)
+        serve_meter_provider(meter_provider, None, points, scope, producers)
 
     meter.on_set_meter_provider = on_set_meter_provider
     if meter._real_meter is not None:  # set before the line above ran
         from opentelemetry import metrics
 
-        serve_meter_provider(metrics.get_meter_provider(), None, points, scope)
+        serve_meter_provider(metrics.get_meter_provider(), None, points, scope, producers)
 
 
-def _serve(provider: Any, points: Points, scope: InstrumentationScope) -> bool:
+def _serve(
+    provider: Any, points: Points, scope: InstrumentationScope, producers: tuple[Producer, ...]
+) -> bool:
     consumer: Any = getattr(provider, "_measurement_consumer", None)
     collect = getattr(consumer, "collect", None)
     storages = getattr(consumer, "_reader_storages", None)
@@ -224,7 +292,9 @@ def _serve(provider: Any, points: Points, scope: InstrumentationScope) -> bool:
                 with feeds_lock:
                     feed = feeds.get(reader)
                     if feed is None:
-                        feed = feeds[reader] = HistogramFeed(points, scope, _prefers_delta(reader))
+                        feed = feeds[reader] = HistogramFeed(
+                            points, scope, _prefers_delta(reader), producers
+                        )
                 return feed.augment(data, resource)
             except Exception:  # never let dbpulse's part break the application's own metrics
                 _log.exception("dbpulse: could not add the aggregated histogram to a collection")

@@ -75,6 +75,7 @@ class RecordedSpan(trace.Span):
         attributes: dict[str, Any],
         kind: SpanKind = _CLIENT,
         links: Sequence[Link] = (),
+        start_time: int | None = None,
     ) -> None:
         self._owner = owner
         self._name = name
@@ -87,7 +88,7 @@ class RecordedSpan(trace.Span):
         self._links = tuple(links)
         self._events: list[Event] = []
         self._ended = False
-        self._start = time.time_ns()
+        self._start = start_time or time.time_ns()
 
     def get_span_context(self) -> SpanContext:
         return self._context
@@ -211,6 +212,22 @@ class DirectSpans:
         )
         return RecordedSpan(self, name, span_context, parent, attributes, kind, links)
 
+    def capture(
+        self, name: str, attributes: dict[str, Any], start_time: int, links: Sequence[Link]
+    ) -> RecordedSpan:
+        """A root span kept whatever the samplers say (a slow or failed call, decided after
+        the fact): a new trace id, sampled, no ``ot=th:`` threshold (not a probability sample)."""
+        span_context = SpanContext(
+            self.id_generator.generate_trace_id(),
+            self.id_generator.generate_span_id(),
+            False,
+            _SAMPLED,
+            _EMPTY_STATE,
+        )
+        return RecordedSpan(
+            self, name, span_context, None, attributes, _CLIENT, links, start_time=start_time
+        )
+
     def start_span(
         self,
         name: str,
@@ -247,6 +264,20 @@ class TracerSpans:
     ) -> Any:
         return self.tracer.start_span(
             name, context=context, kind=kind, attributes=attributes, links=links
+        )
+
+    def capture(
+        self, name: str, attributes: dict[str, Any], start_time: int, links: Sequence[Link]
+    ) -> Any:
+        """A root span through the tracer: its provider's sampler still decides (only the
+        direct recorder can keep a span the samplers would drop)."""
+        return self.tracer.start_span(
+            name,
+            context=otel_context.Context(),
+            kind=_CLIENT,
+            attributes=attributes,
+            links=links,
+            start_time=start_time,
         )
 
     def start_span(

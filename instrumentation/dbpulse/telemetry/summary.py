@@ -7,11 +7,16 @@ Usage::
     # {"total_operations": 1234, "error_count": 5, "error_rate": 0.004,
     #  "avg_duration": 0.012, "min_duration": 0.001, "max_duration": 0.234,
     #  "p50_duration": 0.008, "p95_duration": 0.045, "p99_duration": 0.123,
-    #  "operations": [{"system": "sqlite", "operation": "INSERT", "table": "books", ...}, ...]}
+    #  "operations": [{"system": "sqlite", "operation": "INSERT", "table": "books", ...}, ...],
+    #  "top_statements": [{"fingerprint": "3f2a...", "summary": "SELECT books", "calls": 900,
+    #                      "total_duration": 1.9, "time_share": 0.61, "p95_duration": ...}, ...]}
 
 The top level is the shape of the predecessor's ``GET /api/metrics/database`` (seconds);
 ``operations`` repeats it per system, namespace, operation and table, busiest (by total time)
-first. Mount it read-only in a web app with one line:
+first. ``top_statements`` lists the statement shapes (``db.query.fingerprint``) by total
+time, up to ``DBPULSE_TOP_STATEMENTS`` (20): calls, errors, rows written, total, average,
+maximum and p95 duration, and the share of all database time. Mount it read-only in a web
+app with one line:
 
 * FastAPI / Starlette (ASGI): ``app.mount("/api/metrics/database", dbpulse.summary_asgi)``
 * Flask / Django / any WSGI app: serve ``dbpulse.summary_wsgi`` at a path (e.g. with
@@ -33,9 +38,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dbpulse.telemetry.limits import INSIGHTS
 from dbpulse.telemetry.metrics import DURATION_BUCKETS, OPERATIONS, OperationMetrics
 
-__all__ = ["percentile", "summary", "summary_asgi", "summary_wsgi"]
+__all__ = ["percentile", "summary", "summary_asgi", "summary_wsgi", "top_statements"]
 
 _QUANTILES = (("p50_duration", 0.50), ("p95_duration", 0.95), ("p99_duration", 0.99))
 
@@ -123,7 +129,37 @@ def summary(operations: OperationMetrics | None = None) -> dict[str, Any]:
             row["table"] = table
         row.update(totals.shape())
         rows.append(row)
-    return {**overall.shape(), "operations": rows}
+    return {**overall.shape(), "operations": rows, "top_statements": top_statements(aggregate)}
+
+
+def top_statements(
+    operations: OperationMetrics | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Statement shapes by total time (exact, every call), the first ``limit`` (default
+    ``DBPULSE_TOP_STATEMENTS``); shapes beyond the table's limit are one row, summary
+    ``"(other statements)"``."""
+    aggregate = operations or OPERATIONS
+    ranked = aggregate.statements.ranked()
+    everything = sum(s.total for s in ranked) or 1.0
+    rows = []
+    for stats in ranked[: limit if limit is not None else max(1, INSIGHTS.top_statements)]:
+        calls = stats.calls
+        rows.append(
+            {
+                "fingerprint": stats.fingerprint,
+                "summary": stats.summary if stats.system else "(other statements)",
+                "system": stats.system,
+                "calls": calls,
+                "errors": stats.errors,
+                "rows": stats.rows,
+                "total_duration": stats.total,
+                "avg_duration": stats.total / calls if calls else 0.0,
+                "max_duration": stats.max,
+                "p95_duration": percentile(stats.counts, 0.95, 0.0, stats.max),
+                "time_share": stats.total / everything,
+            }
+        )
+    return rows
 
 
 def _body() -> bytes:

@@ -1,0 +1,166 @@
+"""Private servers for the client tests: their statistics are the truth, so nothing else may
+talk to them. A PostgreSQL cluster with ``pg_stat_statements`` and a ``redis-server``, each in
+a temporary directory on a free loopback port, stopped (and removed) afterwards.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests import services
+from tests.harness.processes import free_port
+
+__all__ = ["PrivatePostgres", "PrivateRedis"]
+
+
+def _as_owner(argv: Sequence[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` user."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+
+
+def _pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: p.split("/"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class PrivatePostgres:
+    """A throwaway cluster; ``stats(database)`` reads what ``pg_stat_statements`` counted."""
+
+    def __init__(self) -> None:
+        bindir = _pg_bindir()
+        if bindir is None:
+            services.require_service("PostgreSQL server binaries (initdb)", "not found")
+        assert bindir is not None
+        self.dir = Path(tempfile.mkdtemp(prefix="dbpulse-clients-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self.port = free_port()
+        self._pg_ctl = str(bindir / "pg_ctl")
+        data = str(self.dir / "data")
+        subprocess.run(
+            [
+                *_as_owner([str(bindir / "initdb"), "-D", data, "-A", "trust", "-U", "postgres"]),
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top"
+        )
+        subprocess.run(
+            [
+                *_as_owner([self._pg_ctl, "-D", data, "-l", str(self.dir / "log"), "-w"]),
+                "-o",
+                options,
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self.execute("postgres", "CREATE EXTENSION pg_stat_statements")
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+            cursor = conn.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def create_database(self, name: str) -> str:
+        self.execute("postgres", f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+    def stats(self, database: str) -> list[tuple[str, int, int]]:
+        """(query, calls, rows) of every statement run in ``database``."""
+        rows = self.execute(
+            "postgres",
+            "SELECT s.query, s.calls, s.rows FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
+            database,
+        )
+        return [(str(q), int(c), int(r)) for q, c, r in rows]
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_owner([self._pg_ctl, "-D", str(self.dir / "data"), "-m", "immediate", "stop"]),
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A ``redis-server`` of our own: ``INFO commandstats`` and keyspace hits are ours alone."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            services.require_service("redis-server", "not found on PATH")
+        assert binary is not None
+        self.dir = Path(tempfile.mkdtemp(prefix="dbpulse-clients-redis-"))
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        self.client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def reset(self) -> None:
+        """Empty, statistics zeroed: the next application starts the counts."""
+        self.client.flushall()
+        self.client.config_resetstat()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Query insights: fingerprints, top statements, N+1, slow/failed capture, sqlcommenter."""
