@@ -345,6 +345,7 @@ def test_every_dashboard_panel_has_data_in_steady_state(
         "service": "(" + "|".join(names) + ")",
         "system": "(sqlite|postgresql|redis|duckdb)",
         "table": ".*",
+        "target": ".*",
         "channel": DEFAULT_CHANNEL,
     }
     queries = [q for name, board in dashboards().items() for q in panel_queries(name, board)]
