@@ -1,14 +1,14 @@
 """Pattern flows through the real collector: the trace store (Jaeger here, Tempo in compose)
 finds each flow by its id, Prometheus counts it.
 
-The producer is a small application calling ``dbpulse.flow.publish`` with flow ids it chose;
+The producer is a small application calling ``dbpulse.flow.publish`` with flow ids it chose
+(``python -m tests.e2e.workload flows``);
 the consumer is ``dbpulse demo consumer`` — two processes, two services, one Redis channel.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,46 +16,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.workload import app_env
 from tests.harness.stack import OtelStack, trace_spans, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 3
 
-PRODUCER = """
-import json, sys, time
-import redis
-import dbpulse
-from dbpulse import flow
-
-url, channel, flow_ids = sys.argv[1], sys.argv[2], sys.argv[3:]
-telemetry = dbpulse.configure()
-dbpulse.instrument(systems=("redis",))
-client = redis.Redis.from_url(url)
-deadline = time.monotonic() + 30
-while client.pubsub_numsub(channel)[0][1] < 1:  # wait for the consumer's subscription
-    if time.monotonic() > deadline:
-        sys.exit("no consumer subscribed")
-    time.sleep(0.05)
-for flow_id in flow_ids:
-    flow.publish(client, channel, {"symbol": "AAPL", "pattern_name": "Doji",
-                                   "confidence": 0.9}, flow_id=flow_id)
-telemetry.shutdown()
-print(json.dumps({"published": len(flow_ids)}))
-"""
-
 
 def _env(stack: OtelStack, service: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{stack.otlp_grpc_endpoint}",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_METRICS_EXPORTER": "otlp",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-        "DBPULSE_HEARTBEAT_INTERVAL": "1",
-    }
+    return app_env(stack.otlp_grpc_endpoint, service)
 
 
 def _value(series: list[dict[str, Any]]) -> float:
@@ -63,7 +32,7 @@ def _value(series: list[dict[str, Any]]) -> float:
 
 
 def test_flows_reach_the_trace_store_by_flow_id_and_prometheus(
-    otel_stack: OtelStack, redis_url: str, tmp_path: Path
+    otel_stack: OtelStack, redis_url: str
 ) -> None:
     run = uuid.uuid4().hex[:8]
     channel = f"dbpulse.e2e.flows.{run}"
@@ -95,16 +64,16 @@ def test_flows_reach_the_trace_store_by_flow_id_and_prometheus(
         text=True,
     )
     try:
-        (tmp_path / "producer.py").write_text(PRODUCER)
         produced = subprocess.run(
-            [sys.executable, str(tmp_path / "producer.py"), redis_url, channel, *flow_ids],
+            [sys.executable, "-m", "tests.e2e.workload", "flows", redis_url, channel, *flow_ids],
+            cwd=REPO_ROOT,
             env=_env(otel_stack, producer_service),
             capture_output=True,
             text=True,
             timeout=90,
         )
         assert produced.returncode == 0, produced.stderr[-3000:]
-        assert json.loads(produced.stdout.strip().splitlines()[-1]) == {"published": EVENTS}
+        assert json.loads(produced.stdout.strip().splitlines()[-1])["published"] == EVENTS
         _, err = consumer.communicate(timeout=90)
         assert consumer.returncode == 0, err[-3000:]
     finally:

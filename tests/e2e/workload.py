@@ -9,6 +9,9 @@ runs the demo's DuckDB execution log (seed 003's ``executions`` table) the same 
 Run as a program it loops until a stop file appears (the collector-kill test drives it)::
 
     python -m tests.e2e.workload --otlp 127.0.0.1:4317 --service demo --stop-file /tmp/stop
+
+``python -m tests.e2e.workload flows REDIS_URL CHANNEL FLOW_ID... [--interval S]`` is the
+pattern-flow producer (``dbpulse.flow.publish``, one flow per id) of the flow and scale tests.
 """
 
 from __future__ import annotations
@@ -132,6 +135,22 @@ def run_duckdb_workload(app: OtlpProviders, database: Path, executions: int, rat
     name; returns its report (counts by statement, ``spans`` in the trace)."""
     command = ["duckdb", "--database", str(database), "--count", str(executions)]
     return _run_instrumented(app, [*command, "--rate", str(rate)])
+
+
+def app_env(endpoint: str, service: str) -> dict[str, str]:
+    """The environment of an instrumented application process exporting OTLP/gRPC to
+    ``endpoint`` (``host:port``) as ``service``, metrics every second, spans within 200 ms."""
+    return {
+        **os.environ,
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoint}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "DBPULSE_HEARTBEAT_INTERVAL": "1",
+    }
 
 
 def _run_instrumented(app: OtlpProviders, arguments: list[str]) -> Any:
@@ -291,7 +310,46 @@ def _loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_flows(
+    url: str, channel: str, flow_ids: list[str], interval: float = 0.0
+) -> dict[str, Any]:
+    """The instrumented producer: ``dbpulse.flow.publish`` of one pattern event per flow id
+    (each flow its own trace, trace id = flow id) once a consumer has subscribed, ``interval``
+    seconds apart; reports how many it published and when (Unix time of each)."""
+    import redis
+
+    import dbpulse
+    from dbpulse import flow
+
+    telemetry = dbpulse.configure()
+    dbpulse.instrument(systems=("redis",))
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 30
+    while client.pubsub_numsub(channel)[0][1] < 1:  # wait for the consumer's subscription
+        if time.monotonic() > deadline:
+            raise SystemExit("no consumer subscribed")
+        time.sleep(0.05)
+    event = {"symbol": "AAPL", "pattern_name": "Doji", "confidence": 0.9}
+    published_at = []
+    for flow_id in flow_ids:
+        published_at.append(time.time())
+        flow.publish(client, channel, event, flow_id=flow_id)
+        time.sleep(interval)
+    telemetry.shutdown()
+    return {"published": len(flow_ids), "published_at": published_at}
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "flows":
+        parser = argparse.ArgumentParser(description="publish one pattern flow per flow id")
+        parser.add_argument("url", help="Redis URL")
+        parser.add_argument("channel")
+        parser.add_argument("flow_ids", nargs="+")
+        parser.add_argument("--interval", type=float, default=0.0, help="seconds between flows")
+        args = parser.parse_args(sys.argv[2:])
+        report = _publish_flows(args.url, args.channel, args.flow_ids, args.interval)
+        print(json.dumps(report), flush=True)
+        return 0
     if len(sys.argv) > 1 and sys.argv[1] == "duckdb":
         parser = argparse.ArgumentParser(description="the instrumented DuckDB workload")
         parser.add_argument("--database", type=Path, required=True)

@@ -38,10 +38,10 @@ import shutil
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -76,6 +76,7 @@ __all__ = [
     "locate_binary",
     "missing_binaries_message",
     "prometheus_config_for",
+    "telemetry_sum",
     "trace_spans",
     "wait_until",
 ]
@@ -95,10 +96,14 @@ HARNESS_CONFIGS: dict[str, Path] = {
 #: same ones. Exemplar storage keeps the trace ids that come with OpenMetrics scrapes.
 PROMETHEUS_FLAGS: tuple[str, ...] = ("--enable-feature=exemplar-storage",)
 
-#: Scrape job name in prometheus/prometheus.yml → which collector port it targets.
-PROMETHEUS_JOB_TARGETS: dict[str, str] = {
-    "otel-collector-exporter": "prometheus_exporter",
-    "otel-collector": "telemetry",
+#: Scrape job name in prometheus/prometheus.yml → which collector ports it targets (the
+#: single collector's; the two tiers' jobs have no target in this stack, see
+#: :mod:`tests.harness.tiers`).
+PROMETHEUS_JOB_TARGETS: dict[str, tuple[str, ...]] = {
+    "otel-collector-exporter": ("prometheus_exporter",),
+    "otel-collector": ("telemetry",),
+    "otel-gateways-exporter": (),
+    "otel-tiers": (),
 }
 
 #: OTLP JSON's span kinds by number (Jaeger writes numbers, Tempo the names).
@@ -112,11 +117,12 @@ SPAN_KINDS = {
 }
 
 
-def prometheus_config_for(source: Path, targets: Mapping[str, str]) -> str:
+def prometheus_config_for(source: Path, targets: Mapping[str, Sequence[str]]) -> str:
     """``source`` with each job's ``static_configs`` targets replaced by ``targets[job]``.
 
-    Only the targets change; a job of the file that ``targets`` does not name is an error, so a
-    new scrape job in prometheus.yml cannot be silently left pointing at a compose host name.
+    Only the targets change (a job may get none: its collectors do not run in this stack); a
+    job of the file that ``targets`` does not name is an error, so a new scrape job in
+    prometheus.yml cannot be silently left pointing at a compose host name.
     """
     config = yaml.safe_load(source.read_text())
     for job in config.get("scrape_configs", []):
@@ -124,7 +130,7 @@ def prometheus_config_for(source: Path, targets: Mapping[str, str]) -> str:
         if name not in targets:
             raise StackError(f"{source}: scrape job {name!r} has no loopback target in the harness")
         for static in job.get("static_configs", []):
-            static["targets"] = [targets[name]]
+            static["targets"] = list(targets[name])
     rendered: str = yaml.safe_dump(config, sort_keys=False)
     return rendered
 
@@ -151,24 +157,47 @@ class OtelStack:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="dbpulse-otel-stack-"))
             self._own_workdir = True
-        for key in (
+        for key in self._port_keys():
+            self.ports.setdefault(key, free_port())
+        self._procs = self._processes()
+
+    #: Start order (the trace store first: the collectors export to it); stop goes backwards.
+    START_ORDER: ClassVar[tuple[str, ...]] = ("jaeger", "otelcol", "prometheus")
+
+    def _port_keys(self) -> tuple[str, ...]:
+        return (
             "otlp_grpc",
             "otlp_http",
             "collector_health",
             "prometheus_exporter",
             "telemetry",
+            *self._backend_port_keys(),
+        )
+
+    @staticmethod
+    def _backend_port_keys() -> tuple[str, ...]:
+        """The ports of the trace store and Prometheus, which every stack runs."""
+        return (
             "prometheus",
             "jaeger_query_http",
             "jaeger_query_grpc",
             "jaeger_health",
             "jaeger_otlp_grpc",
             "jaeger_otlp_http",
-        ):
-            self.ports.setdefault(key, free_port())
-        self._procs = {
+        )
+
+    def _processes(self) -> dict[str, ManagedProcess]:
+        return {
             "jaeger": self._jaeger_process(),
             "otelcol": self._collector_process(),
             "prometheus": self._prometheus_process(),
+        }
+
+    def prometheus_targets(self) -> dict[str, list[str]]:
+        """Scrape job → the loopback addresses it scrapes in this stack."""
+        return {
+            job: [f"127.0.0.1:{self.ports[key]}" for key in keys]
+            for job, keys in PROMETHEUS_JOB_TARGETS.items()
         }
 
     # -- endpoints -------------------------------------------------------------------------
@@ -247,12 +276,8 @@ class OtelStack:
         )
 
     def _prometheus_process(self) -> ManagedProcess:
-        targets = {
-            job: f"127.0.0.1:{self.ports[port_key]}"
-            for job, port_key in PROMETHEUS_JOB_TARGETS.items()
-        }
         config = self.dir / "prometheus.yml"
-        config.write_text(prometheus_config_for(PROMETHEUS_CONFIG, targets))
+        config.write_text(prometheus_config_for(PROMETHEUS_CONFIG, self.prometheus_targets()))
         return ManagedProcess(
             name="prometheus",
             argv=[
@@ -272,7 +297,7 @@ class OtelStack:
     def start(self) -> OtelStack:
         """Start the trace store, then the collector (which exports to it), then Prometheus."""
         try:
-            for name in ("jaeger", "otelcol", "prometheus"):
+            for name in self.START_ORDER:
                 self._procs[name].start(timeout=90 if name == "jaeger" else 60)
         except BaseException:
             self.stop()
@@ -281,7 +306,7 @@ class OtelStack:
 
     def stop(self) -> None:
         """Stop everything this stack started and remove its temporary directory."""
-        for name in ("otelcol", "prometheus", "jaeger"):
+        for name in reversed(self.START_ORDER):
             self._procs[name].stop()
         if self._own_workdir and os.environ.get("DBPULSE_KEEP_STACK_DIR") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -312,7 +337,7 @@ class OtelStack:
         self._procs["otelcol"].start()
 
     def is_running(self, name: str) -> bool:
-        """Whether ``otelcol``, ``jaeger`` or ``prometheus`` is up (as this stack started it)."""
+        """Whether a process (``otelcol``, ``jaeger``, ``prometheus``, ...) is up."""
         return self._procs[name].running
 
     def log_tail(self, name: str, lines: int = 30) -> str:
@@ -384,12 +409,17 @@ class OtelStack:
 
     def collector_metric(self, name_prefix: str) -> float:
         """Sum of the collector's own metric samples whose name starts with ``name_prefix``."""
-        _, body = http_get(self.collector_telemetry_url)
-        total = 0.0
-        for line in body.decode().splitlines():
-            if line.startswith(name_prefix):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return telemetry_sum(self.collector_telemetry_url, name_prefix)
+
+
+def telemetry_sum(metrics_url: str, name_prefix: str) -> float:
+    """Sum of the samples at a collector's telemetry ``metrics_url`` named ``name_prefix...``."""
+    _, body = http_get(metrics_url)
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name_prefix):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def trace_spans(trace: Mapping[str, Any]) -> list[dict[str, Any]]:
