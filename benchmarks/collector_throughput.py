@@ -7,11 +7,14 @@ Runs the harness's stacks on real binaries (``tests/harness``): the single colle
 Jaeger and Prometheus behind it. ``telemetrygen traces`` (collector-contrib's OTLP load
 generator, ``scripts/build-telemetrygen.sh``; ``DBPULSE_TELEMETRYGEN_BIN`` overrides) sends
 unthrottled for ``--seconds`` (2 workers per entry point, 1 parent + 3 child spans per trace),
-then ``telemetrygen metrics`` the same way. Reported from the collectors' own metrics: spans
-and metric points accepted per second by the receivers (the agents for the tiers), items
-refused by receivers and failed by exporters, and each collector's peak RSS (VmHWM). On a
-shared 2-core machine the generator, the collectors, Jaeger and Prometheus compete for the
-same cores: the figures are a floor, not a capacity.
+then ``telemetrygen metrics`` the same way. Each topology runs twice: spans without
+attributes, and spans carrying the span-metrics dimensions dbpulse configures
+(``DIMENSIONS``), so the cost of those dimensions shows.
+
+Reported from the collectors' own metrics: spans and metric points accepted per second by the
+receivers (the agents for the tiers), items refused by receivers and failed by exporters, and
+each collector's peak RSS (VmHWM). On a shared 2-core machine the generator, the collectors,
+Jaeger and Prometheus compete for the same cores: the figures are a floor, not a capacity.
 """
 
 from __future__ import annotations
@@ -48,11 +51,24 @@ def peak_rss_mib(stack: OtelStack, name: str) -> float:
     return float("nan")
 
 
-def drive(signal: str, endpoints: list[str], seconds: float) -> None:
+#: The span-metrics dimensions of collector/config.yaml, with values a dbpulse span carries.
+DIMENSIONS = {
+    "db.system.name": "sqlite",
+    "db.operation.name": "INSERT",
+    "db.collection.name": "books",
+    "messaging.destination.name": "patterns",
+    "flow.checkpoint": "EVENT_RECEIVED",
+}
+
+
+def drive(signal: str, endpoints: list[str], seconds: float, dimensions: bool = False) -> None:
     argv = [telemetrygen(), signal, "--otlp-insecure", "--rate", "0", "--workers", "2"]
     argv += ["--duration", f"{seconds}s", "--service", "bench"]
     if signal == "traces":
         argv += ["--child-spans", "3"]
+        if dimensions:
+            for key, value in DIMENSIONS.items():
+                argv += ["--telemetry-attributes", f'{key}="{value}"']
     procs = [
         subprocess.Popen(
             [*argv, "--otlp-endpoint", e], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -64,7 +80,12 @@ def drive(signal: str, endpoints: list[str], seconds: float) -> None:
 
 
 def measure(
-    label: str, stack: OtelStack, front: list[str], all_: list[str], seconds: float
+    label: str,
+    stack: OtelStack,
+    front: list[str],
+    all_: list[str],
+    seconds: float,
+    dimensions: bool = False,
 ) -> None:
     def metric(name: str, prefix: str) -> float:
         if isinstance(stack, TwoTierStack):
@@ -74,7 +95,7 @@ def measure(
     endpoints = (
         stack.otlp_grpc_endpoints if isinstance(stack, TwoTierStack) else [stack.otlp_grpc_endpoint]
     )
-    drive("traces", endpoints, seconds)
+    drive("traces", endpoints, seconds, dimensions)
     time.sleep(5)  # queues drain
     accepted = sum(metric(n, "otelcol_receiver_accepted_spans") for n in front)
     refused = sum(metric(n, "otelcol_receiver_refused_spans") for n in front)
@@ -100,10 +121,15 @@ def main() -> None:
     binaries = locate_binaries()
     print("| topology | spans/s | metric points/s | refused | export failed | peak RSS MiB |")
     print("|---|---|---|---|---|---|")
-    with OtelStack(binaries) as single:
-        measure("single collector", single, ["otelcol"], ["otelcol"], args.seconds)
-    with TwoTierStack(binaries) as tiers:
-        measure("2 agents + 2 gateways", tiers, list(AGENTS), [*AGENTS, *GATEWAYS], args.seconds)
+    for dimensions in (False, True):
+        spans = "spans with dbpulse's dimensions" if dimensions else "plain spans"
+        with OtelStack(binaries) as single:
+            front = ["otelcol"]
+            measure(f"single collector, {spans}", single, front, front, args.seconds, dimensions)
+        with TwoTierStack(binaries) as tiers:
+            every = [*AGENTS, *GATEWAYS]
+            label = f"2 agents + 2 gateways, {spans}"
+            measure(label, tiers, list(AGENTS), every, args.seconds, dimensions)
 
 
 if __name__ == "__main__":
