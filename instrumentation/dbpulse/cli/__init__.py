@@ -10,6 +10,8 @@
     dbpulse demo executions      # a pattern-execution log in DuckDB (seed 003's table)
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
     dbpulse health TARGET...     # database health checks (Nagios exit codes; --json, --watch)
+    dbpulse top                  # live activity, errors, heartbeats, stuck flows, events
+    dbpulse mcp                  # MCP server (stdio; --http for streamable HTTP)
 
 Each command's module is imported only when that command's extra is installed
 (``pip install dbpulse[all]``); a missing extra gives a message saying what to install.
@@ -68,6 +70,10 @@ def _build() -> None:
     register_health = _load("dbpulse.cli.health", "register", "cli")
     if register_health is not None:
         register_health(app)
+    for module, extra in (("dbpulse.cli.top", "cli"), ("dbpulse.cli.mcp", "mcp")):
+        register = _load(module, "register", extra)
+        if register is not None:
+            register(app)
 
 
 _build()
