@@ -6,6 +6,7 @@ included. (The figures after a workload are not covered by this file yet.)
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEAD = "http://127.0.0.1:1"  # nothing listens on port 1
@@ -89,3 +91,31 @@ def test_key_s_changes_the_sort_in_a_terminal() -> None:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
         os.close(fd)
+
+
+def test_once_shows_the_workload_with_its_counts(faced: Any) -> None:
+    from tests.faces import workload
+
+    argv = [sys.executable, "-m", "dbpulse.cli", "top", "--once", "--service", faced.service]
+    tall = {**faced.env, "LINES": "60"}  # 24 lines (the default) hold the busiest rows only
+    done = subprocess.run([*argv, *faced.sources()], env=tall, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    assert "✘" not in text  # every source answered
+    rows = {}
+    for line in text.splitlines():
+        cells = line.split()
+        if len(cells) >= 4 and cells[0] in {"sqlite", "redis"}:
+            rows[(cells[1], cells[2])] = cells[3]
+    assert rows[("INSERT", "faces_books")] == str(workload.INSERTS)
+    assert rows[("SELECT", "faces_books")] == str(workload.SELECTS)
+    assert rows[("UPDATE", "faces_books")] == str(workload.UPDATES)
+    assert rows[("SELECT", "faces_missing")] == str(workload.FAILED)
+
+    snap = subprocess.run(
+        [*argv, "--json", *faced.sources()], env=faced.env, capture_output=True, timeout=60
+    )
+    activity = json.loads(snap.stdout)["activity"]
+    assert activity["errors"] == workload.FAILED
+    assert activity["cache_requests"] == 3 and round(activity["cache_hit_ratio"], 3) == 0.667
+    assert activity["sampling"] == {faced.service: "detailed"}
