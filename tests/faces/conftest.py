@@ -29,6 +29,7 @@ class Faced:
     service: str
     flows: dict[str, Any]
     env: dict[str, str]
+    db: Path
 
     def sources(self) -> list[str]:
         return [
@@ -85,7 +86,7 @@ def faced(otel_stack: OtelStack, tmp_path_factory: pytest.TempPathFactory) -> It
         otel_stack.wait_for_series(
             f'db_client_operation_duration_seconds_count{{service_name="{service}"}}', timeout=60
         )
-        yield Faced(otel_stack, viz_url, service, flows, env)
+        yield Faced(otel_stack, viz_url, service, flows, env, db)
     finally:
         viz.terminate()
         viz.wait(10)

@@ -7,6 +7,7 @@ unreachable backend or a bad argument must come back as a tool error while the s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -127,3 +128,62 @@ def test_http_needs_the_token_and_serves_the_tools() -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _text(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content[0].text
+    return dict(json.loads(result.content[0].text))
+
+
+def test_stdio_tools_answer_the_workload(faced: Any) -> None:
+    from tests.faces import workload
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "dbpulse.cli", "mcp", *faced.sources()], env=faced.env
+    )
+    delivered = faced.flows["delivered"][0]
+
+    async def run() -> dict[str, Any]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            service = {"time_range": "1h", "service": faced.service}
+            calls = {
+                "status": ("database_status", {"db_path": str(faced.db)}),
+                "perf": ("performance_metrics", service),
+                "stats": ("execution_statistics", service),
+                "flow": ("flow_status", {"flow_id": delivered}),
+                "events": ("recent_events", {"limit": 50, "filter": "table=faces_books"}),
+                "missing_db": ("database_status", {"db_path": "/nonexistent/dir/x.db"}),
+            }
+            return {k: await session.call_tool(n, a) for k, (n, a) in calls.items()}
+
+    found = asyncio.run(asyncio.wait_for(run(), 90))
+    status = _text(found["status"])
+    assert status["database"]["path"] == str(faced.db) and status["database"]["kind"] == "sqlite"
+    assert status["status"] in {"OK", "WARNING"} and "warnings" in status and "errors" in status
+    assert _text(found["missing_db"])["status"] == "CRITICAL"
+
+    perf = _text(found["perf"])
+    calls = {(r["operation"], r["table"]): r for r in perf["by_operation"]}
+    assert calls[("INSERT", "faces_books")]["calls"] == workload.INSERTS
+    assert calls[("SELECT", "faces_books")]["calls"] == workload.SELECTS
+    assert calls[("UPDATE", "faces_books")]["calls"] == workload.UPDATES
+    assert calls[("SELECT", "faces_missing")]["errors"] == workload.FAILED
+    assert perf["error_count"] == workload.FAILED
+    assert perf["error_rate"] == round(workload.FAILED / perf["total_operations"], 4)
+
+    stats = _text(found["stats"])
+    assert sum(p["operations"] for p in stats["time_series"]) == stats["totals"]["operations"]
+    assert stats["totals"]["operations"] == perf["total_operations"]
+    books = next(t for t in stats["top_tables"] if t["table"] == "faces_books")
+    updated = workload.ISBNS.count(workload.ISBNS[0])  # the UPDATE matches this ISBN's rows
+    assert books["rows_written"] == workload.INSERTS + updated
+    assert stats["top_isbns"][0]["isbn"] == "9780306406157"  # 3 inserts and the update
+
+    flow = _text(found["flow"])
+    assert flow["found"] and flow["state"] == "delivered"
+    assert len(flow["checkpoints"]) == 4
+
+    events = _text(found["events"])
+    assert events["count"] == workload.INSERTS + workload.UPDATES
+    assert {e["table"] for e in events["events"]} == {"faces_books"}
