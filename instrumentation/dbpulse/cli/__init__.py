@@ -11,6 +11,8 @@
     dbpulse viz                  # the viz server alone (sphere page, /api/viz/emit, /ws/viz)
     dbpulse health TARGET...     # database health checks (Nagios exit codes; --json, --watch)
     dbpulse diagnose             # prove each hop of the pipeline with synthetic traffic
+    dbpulse top                  # live activity, errors, heartbeats, stuck flows, events
+    dbpulse mcp                  # MCP server (stdio; --http for streamable HTTP)
 
 Each command's module is imported only when that command's extra is installed
 (``pip install dbpulse[all]``); a missing extra gives a message saying what to install.
@@ -86,6 +88,10 @@ def _build() -> None:
     register_diagnose = _load("dbpulse.cli.diagnose", "register", "cli")
     if register_diagnose is not None:
         register_diagnose(app)
+    for module, extra in (("dbpulse.cli.top", "cli"), ("dbpulse.cli.mcp", "mcp")):
+        register = _load(module, "register", extra)
+        if register is not None:
+            register(app)
 
 
 _build()

@@ -18,6 +18,9 @@ Every HTTP request and WebSocket handshake except ``GET /healthz`` passes, in or
    the configured one (``401``); with ``protect_views`` one must be given.
 
 A refused WebSocket handshake is closed before it is accepted (the client sees HTTP 403).
+
+Other servers reuse it: ``dbpulse mcp --http`` passes ``view_paths=None`` (every path needs the
+token) and its own variable names for the refusal messages.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -95,8 +98,19 @@ def host_name(host: str) -> str:
 class Guard:
     """Pure ASGI middleware (HTTP and WebSocket) applying the checks above."""
 
-    def __init__(self, app: ASGIApp, config: VizConfig, counters: dict[str, int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: VizConfig,
+        counters: dict[str, int],
+        view_paths: Collection[str] | None = VIEW_PATHS,
+        variables: tuple[str, str] = ("DBPULSE_VIZ_ALLOWED_HOSTS", "DBPULSE_VIZ_ALLOWED_ORIGINS"),
+    ) -> None:
+        """``view_paths``: where a token given must be right (``None``: every path);
+        ``variables``: the settings the Host and Origin refusals point at."""
         self.app = app
+        self.view_paths = view_paths
+        self.variables = variables
         self.counters = counters
         self.token = config.token.encode() if config.token else None
         self.protect_views = bool(config.protect_views and self.token)
@@ -143,12 +157,13 @@ class Guard:
         host = headers.get("host", "")
         if not self.any_host and host_name(host) not in self.hosts:
             self.counters["rejected_host"] += 1
-            return 400, "unknown Host: add it to DBPULSE_VIZ_ALLOWED_HOSTS", {}
+            return 400, f"unknown Host: add it to {self.variables[0]}", {}
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin, host):
             self.counters["rejected_origin"] += 1
-            return 403, "cross-origin request: add it to DBPULSE_VIZ_ALLOWED_ORIGINS", {}
-        viewing = scope.get("path") in VIEW_PATHS and self.token is not None
+            return 403, f"cross-origin request: add it to {self.variables[1]}", {}
+        paths = self.view_paths
+        viewing = self.token is not None and (paths is None or scope.get("path") in paths)
         if viewing and not trusted and (given is not None or self.protect_views):
             self.counters["rejected_view_token"] += 1
             return 401, "missing or wrong token: send ?token= or a bearer token", {}
