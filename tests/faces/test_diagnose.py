@@ -71,6 +71,9 @@ def stack(otel_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> 
     own = OtelStack(otel_binaries, workdir=tmp_path_factory.mktemp("diagnose-stack"))
     try:
         own.start()
+        # A healthy stack: Prometheus has scraped the collector's exporter at least once (its
+        # first scrape can come late on a loaded machine, after the hop's time limit).
+        own.wait_for_series('up{job="otel-collector-exporter"} == 1', timeout=90)
     except StackError as err:
         pytest.fail(f"the telemetry stack did not start: {err}", pytrace=False)
     try:
