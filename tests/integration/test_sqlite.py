@@ -405,6 +405,20 @@ def test_executescript_counts_the_rows_the_script_changed(db, otel):
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "DELETE"}) == 1
 
 
+def test_a_write_behind_a_cte_counts_the_rows_it_changed(db, otel):
+    """The driver's rowcount is -1 for ``WITH ... INSERT``: dbpulse counts total_changes."""
+    before = db.total_changes
+    cursor = db.execute(
+        "WITH n(isbn) AS (VALUES (?), (?), ('x')) INSERT INTO books (isbn) SELECT isbn FROM n",
+        (ISBN, OTHER),
+    )
+    assert cursor.rowcount == -1  # what the application sees stays the driver's
+    db.cursor().execute("WITH gone AS (SELECT 'x') DELETE FROM books WHERE isbn IN gone")
+    assert db.total_changes - before == 4
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "INSERT"}) == 3
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "DELETE"}) == 1
+
+
 def test_returning_writes_are_counted_once_their_rows_are_read(db, otel):
     # What Django and SQLAlchemy emit for autoincrement keys on SQLite: rowcount is 0 until
     # the rows are read, so the count is taken then.

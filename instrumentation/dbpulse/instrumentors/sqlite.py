@@ -127,6 +127,19 @@ class _Observed:
             # watched: run it on one of ours, of the class the driver uses there
             # (sqlite3.Cursor, whatever the connection's own cursor() would make).
             return self._plain_cursor().execute(sql, parameters)
+        if stmt.is_write and stmt.text[:4].upper() == "WITH":
+            # The driver's rowcount is -1 for a write behind a CTE (it only knows statements
+            # that start with INSERT/UPDATE/DELETE/REPLACE): count what the connection changed.
+            return traced_call(
+                SWITCH,
+                self._dbpulse_db,
+                stmt,
+                parameters,
+                self._dbp_execute,
+                (self, sql, parameters),
+                rowcount=_ChangesSince.count,
+                rows_from=_ChangesSince(self),
+            )
         cursor = traced_call(
             SWITCH,
             self._dbpulse_db,
