@@ -65,6 +65,7 @@ class Statement:
     """The parse of one distinct statement text, shared by every call that runs it."""
 
     __slots__ = (
+        "behind_cte",
         "collection",
         "fingerprint",
         "is_write",
@@ -98,6 +99,8 @@ class Statement:
         # A write whose rows come back (INSERT ... RETURNING): drivers know its row count only
         # once the rows are read.
         self.returning = self.is_write and _RETURNING.search(self.text) is not None
+        # A write behind a CTE (WITH ... INSERT): SQLite's driver reports rowcount -1 for it.
+        self.behind_cte = self.is_write and self.text[:4].upper() == "WITH"
         self.literal_keys: tuple[str, ...] = ()
         if extractor is not None:
             self.literal_keys = guarded_keys(extractor.from_sql, sql)

@@ -127,7 +127,7 @@ class _Observed:
             # watched: run it on one of ours, of the class the driver uses there
             # (sqlite3.Cursor, whatever the connection's own cursor() would make).
             return self._plain_cursor().execute(sql, parameters)
-        if stmt.is_write and stmt.text[:4].upper() == "WITH":
+        if stmt.behind_cte:
             # The driver's rowcount is -1 for a write behind a CTE (it only knows statements
             # that start with INSERT/UPDATE/DELETE/REPLACE): count what the connection changed.
             return traced_call(
