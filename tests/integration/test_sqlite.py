@@ -419,6 +419,112 @@ def test_a_write_behind_a_cte_counts_the_rows_it_changed(db, otel):
     assert otel.value("dbpulse.db.writes", **{"db.operation.name": "DELETE"}) == 1
 
 
+def _partly_read(conn: sqlite3.Connection, sql: str, then: str) -> None:
+    cursor = conn.cursor()
+    cursor.execute(sql)
+    cursor.fetchone()
+    if then == "close":
+        cursor.close()
+    elif then == "reuse":
+        cursor.execute("SELECT 1")
+    elif then == "break":
+        for _ in cursor:
+            break
+        del cursor
+    elif then == "connection":
+        conn.close()
+    else:
+        del cursor  # dropped
+
+
+def _fails(fn: Any) -> None:
+    with pytest.raises(sqlite3.Error):
+        fn()
+
+
+_FIVE = "INSERT INTO t (v) SELECT value FROM json_each('[11, 12, 13, 14, 15]')"
+_TIMES_TEN = "UPDATE t SET v = 10 * v"
+_CTE_FIVE = "WITH q AS (SELECT 1) " + _FIVE
+# Statement shapes whose row count the driver's rowcount can't tell (or tells late), each
+# against a table of no triggers, where SQLite's total_changes is the truth.
+_SHAPES: dict[str, Any] = {
+    "returning-closed": lambda c: _partly_read(c, _FIVE + " RETURNING id", "close"),
+    "returning-dropped": lambda c: _partly_read(c, _FIVE + " RETURNING id", "drop"),
+    "returning-reused": lambda c: _partly_read(c, _FIVE + " RETURNING id", "reuse"),
+    "returning-loop-broken": lambda c: _partly_read(c, _FIVE + " RETURNING id", "break"),
+    "returning-connection-closed": lambda c: _partly_read(c, _FIVE + " RETURNING id", "connection"),
+    "returning-never-read": lambda c: c.execute(_FIVE + " RETURNING id"),
+    "returning-fetchmany": lambda c: c.execute(_FIVE + " RETURNING id").fetchmany(5),
+    "update-returning-closed": lambda c: _partly_read(
+        c, "UPDATE t SET v = 10 * v RETURNING v", "close"
+    ),
+    "cte-returning-closed": lambda c: _partly_read(c, _CTE_FIVE + " RETURNING id", "close"),
+    "cte-returning-read": lambda c: list(c.execute(_CTE_FIVE + " RETURNING id")),
+    "executemany-returning": lambda c: _fails_or_not(
+        lambda: c.executemany("INSERT INTO t (v) VALUES (?) RETURNING id", [(10,), (11,)])
+    ),
+    "executemany-fails-midway": lambda c: _fails(
+        lambda: c.executemany("INSERT INTO t (v) VALUES (?)", [(10,), (11,), (1,)])
+    ),
+    "executescript-fails-midway": lambda c: _fails(
+        lambda: c.executescript("INSERT INTO t (v) VALUES (10); INSERT INTO t (v) VALUES (1);")
+    ),
+    "insert-or-fail": lambda c: _fails(
+        lambda: c.execute("INSERT OR FAIL INTO t (v) SELECT value FROM json_each('[7, 8, 3, 9]')")
+    ),
+    "upserts": lambda c: c.executemany(
+        "INSERT INTO t (v) VALUES (?) ON CONFLICT (v) DO UPDATE SET v = excluded.v + 100",
+        [(1,), (20,), (2,)],
+    ),
+}
+
+
+def _fails_or_not(fn: Any) -> None:
+    # RETURNING in executemany: 3.11 runs every row, 3.12+ refuses after the first.
+    try:
+        fn()
+    except sqlite3.Error:
+        pass
+
+
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_writes_equal_sqlites_own_count_for_every_statement_shape(shape, tmp_path, otel):
+    conn = sqlite3.connect(tmp_path / "shapes.db")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v UNIQUE)")
+    conn.executemany("INSERT INTO t (v) VALUES (?)", [(1,), (2,), (3,)])
+    OPERATIONS.reset()
+    before = conn.total_changes
+    _SHAPES[shape](conn)
+    try:
+        truth = conn.total_changes - before
+    except sqlite3.ProgrammingError:  # closed (and rolled back): the statement's five rows
+        truth = 5
+    assert truth > 0
+    assert sum(OPERATIONS.writes_snapshot().values()) == truth
+
+
+def test_trigger_rows_are_not_counted_as_the_statements_own(db, otel):
+    # The rule: a statement's rows are those SQLite's changes() counts (what rowcount says):
+    # rows a trigger, a foreign-key action or REPLACE's deletion make are not the statement's.
+    db.execute("CREATE TABLE audit (isbn TEXT)")
+    db.execute(
+        "CREATE TRIGGER logged AFTER INSERT ON books BEGIN "
+        "INSERT INTO audit VALUES (new.isbn); INSERT INTO audit VALUES (new.isbn); END"
+    )
+    OPERATIONS.reset()
+    db.execute("INSERT INTO books (isbn) VALUES (?)", (ISBN,))
+    cursor = db.execute("INSERT INTO books (isbn) VALUES ('a'), ('b') RETURNING isbn")
+    cursor.fetchone()
+    cursor.close()
+    assert db.execute("SELECT changes()").fetchone() == (2,)
+    assert otel.value("dbpulse.db.writes", **{"db.collection.name": "books"}) == 3
+    assert otel.value("dbpulse.db.writes", **{"db.collection.name": "audit"}) == 0
+    # A script's statements are not told apart by the driver: its count is the connection's
+    # total_changes difference, trigger rows included (docs/metrics.md says so).
+    db.executescript("INSERT INTO books (isbn) VALUES ('c');")
+    assert otel.value("dbpulse.db.writes", **{"db.operation.name": "INSERT"}) == 3 + 1 + 2
+
+
 def test_returning_writes_are_counted_once_their_rows_are_read(db, otel):
     # What Django and SQLAlchemy emit for autoincrement keys on SQLite: rowcount is 0 until
     # the rows are read, so the count is taken then.

@@ -33,6 +33,7 @@ STATEMENT_CACHE_BYTES = 16 * 1024 * 1024
 MAX_CACHED_TEXT = 64 * 1024
 _CACHE_BYTES: dict[str, int] = {}
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_FAIL = re.compile(r"\bFAIL\b", re.IGNORECASE)
 
 
 class Database:
@@ -67,6 +68,7 @@ class Statement:
     __slots__ = (
         "behind_cte",
         "collection",
+        "conflict_fail",
         "fingerprint",
         "is_write",
         "literal_keys",
@@ -101,6 +103,9 @@ class Statement:
         self.returning = self.is_write and _RETURNING.search(self.text) is not None
         # A write behind a CTE (WITH ... INSERT): SQLite's driver reports rowcount -1 for it.
         self.behind_cte = self.is_write and self.text[:4].upper() == "WITH"
+        # SQLite's OR FAIL (or a trigger's RAISE(FAIL)): the rows changed before the failing
+        # one stay changed when the statement fails.
+        self.conflict_fail = self.is_write and _FAIL.search(self.text) is not None
         self.literal_keys: tuple[str, ...] = ()
         if extractor is not None:
             self.literal_keys = guarded_keys(extractor.from_sql, sql)
@@ -130,6 +135,8 @@ class Statement:
         stmt.span_name = stmt.summary
         stmt.literal_keys = ()
         stmt.returning = False
+        stmt.behind_cte = False
+        stmt.conflict_fail = False
         stmt.series = {}
         stmt.span_attributes = {}
         return stmt

@@ -43,7 +43,7 @@ from dbpulse.core.pipeline import traced_batch, traced_call
 from dbpulse.core.state import Switch
 from dbpulse.core.statements import Database, database, statement, statement_cache
 from dbpulse.instrumentors import _stock
-from dbpulse.instrumentors.sqlite_returning import count_when_read
+from dbpulse.instrumentors.sqlite_returning import count_when_read, settle_connection
 from dbpulse.telemetry.metrics import OPERATIONS
 
 __all__ = ["SQLite3Instrumentor"]
@@ -53,6 +53,13 @@ _SYSTEM = "sqlite"
 _STATEMENTS = statement_cache(_SYSTEM)
 _original_connect = sqlite3.connect
 _rowcount = attrgetter("rowcount")
+
+
+def _later(cursor: Any) -> int:
+    """No rows yet: a RETURNING write's rows are counted as its statement ends."""
+    return 0
+
+
 _connection_cursor: Any = sqlite3.Connection.cursor  # the driver's, whatever a subclass says
 _FACTORY_POSITION = 5  # sqlite3.connect(database, timeout, detect_types, isolation_level,
 # check_same_thread, factory, ...)
@@ -122,25 +129,43 @@ class _Observed:
         if parameters is _NONE:
             parameters = ()
         stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
-        if stmt.returning and self._dbp_returning_via_cursor:
-            # The driver's Connection.execute makes a plain cursor in C, whose reads can't be
-            # watched: run it on one of ours, of the class the driver uses there
-            # (sqlite3.Cursor, whatever the connection's own cursor() would make).
-            return self._plain_cursor().execute(sql, parameters)
-        if stmt.behind_cte:
-            # The driver's rowcount is -1 for a write behind a CTE (it only knows statements
-            # that start with INSERT/UPDATE/DELETE/REPLACE): count what the connection changed.
-            return traced_call(
+        if stmt.returning:
+            if self._dbp_returning_via_cursor:
+                # The driver's Connection.execute makes a plain cursor in C, whose reads can't
+                # be watched: run it on one of ours, of the class the driver uses there
+                # (sqlite3.Cursor, whatever the connection's own cursor() would make).
+                return self._plain_cursor().execute(sql, parameters)
+            cursor = traced_call(
                 SWITCH,
                 self._dbpulse_db,
                 stmt,
                 parameters,
                 self._dbp_execute,
                 (self, sql, parameters),
-                rowcount=_ChangesSince.count,
-                rows_from=_ChangesSince(self),
+                rowcount=_later,
             )
-        cursor = traced_call(
+            count_when_read(cursor, self._dbpulse_db, stmt, parameters)
+            return cursor
+        if stmt.behind_cte or stmt.conflict_fail:
+            # The driver's rowcount is -1 for a write behind a CTE (it only knows statements
+            # that start with INSERT/UPDATE/DELETE/REPLACE), and for a failed OR FAIL write
+            # whose earlier rows stay written: count what the connection changed.
+            changes = _ChangesSince(self)
+            try:
+                return traced_call(
+                    SWITCH,
+                    self._dbpulse_db,
+                    stmt,
+                    parameters,
+                    self._dbp_execute,
+                    (self, sql, parameters),
+                    rowcount=_ChangesSince.count,
+                    rows_from=changes,
+                )
+            except BaseException:
+                _count_partial(self._dbpulse_db, stmt, changes)
+                raise
+        return traced_call(
             SWITCH,
             self._dbpulse_db,
             stmt,
@@ -149,39 +174,71 @@ class _Observed:
             (self, sql, parameters),
             rowcount=_rowcount,
         )
-        if stmt.returning:
-            count_when_read(cursor, self._dbpulse_db, stmt, parameters)
-        return cursor
 
     def executemany(
         self, sql: Any = _NONE, seq_of_parameters: Any = _NONE, /, *rest: Any, **kwargs: Any
     ) -> Any:
         if not SWITCH.on or type(sql) is not str or seq_of_parameters is _NONE or rest or kwargs:
             return self._dbp_executemany(self, *_given(sql, seq_of_parameters, *rest), **kwargs)
-        return traced_batch(
-            SWITCH,
-            self._dbpulse_db,
-            _STATEMENTS.get(sql) or statement(_SYSTEM, sql),
-            seq_of_parameters,
-            self._dbp_executemany,
-            (self, sql, seq_of_parameters),
-            rows_at=2,
-            rowcount=_rowcount,
-        )
+        stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
+        if not stmt.is_write:
+            return traced_batch(
+                SWITCH,
+                self._dbpulse_db,
+                stmt,
+                seq_of_parameters,
+                self._dbp_executemany,
+                (self, sql, seq_of_parameters),
+                rows_at=2,
+            )
+        # The rows a batch wrote before one of its rows failed stay written (in the open
+        # transaction), and the driver's rowcount is then -1; with RETURNING it is 0 (3.11)
+        # or the driver refuses after the first row (3.12+): count what the connection changed.
+        changes = _ChangesSince(self)
+        try:
+            return traced_batch(
+                SWITCH,
+                self._dbpulse_db,
+                stmt,
+                seq_of_parameters,
+                self._dbp_executemany,
+                (self, sql, seq_of_parameters),
+                rows_at=2,
+                rowcount=_ChangesSince.count if stmt.returning else _rowcount,
+                rows_from=changes if stmt.returning else None,
+            )
+        except BaseException:
+            _count_partial(self._dbpulse_db, stmt, changes)
+            raise
 
     def executescript(self, sql_script: Any = _NONE, /, *rest: Any, **kwargs: Any) -> Any:
         if not SWITCH.on or type(sql_script) is not str or rest or kwargs:
             return self._dbp_executescript(self, *_given(sql_script, *rest), **kwargs)
-        return traced_call(
-            SWITCH,
-            self._dbpulse_db,
-            _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script),
-            None,
-            self._dbp_executescript,
-            (self, sql_script),
-            rowcount=_ChangesSince.count,
-            rows_from=_ChangesSince(self),
-        )
+        stmt = _STATEMENTS.get(sql_script) or statement(_SYSTEM, sql_script)
+        changes = _ChangesSince(self)
+        try:
+            return traced_call(
+                SWITCH,
+                self._dbpulse_db,
+                stmt,
+                None,
+                self._dbp_executescript,
+                (self, sql_script),
+                rowcount=_ChangesSince.count,
+                rows_from=changes,
+            )
+        except BaseException:
+            # The statements before the failing one stay done.
+            _count_partial(self._dbpulse_db, stmt, changes)
+            raise
+
+
+def _count_partial(db: Database, stmt: Any, changes: _ChangesSince) -> None:
+    """Add the rows a failed batch or script changed before it failed. Never raises."""
+    try:
+        OPERATIONS.add_rows(stmt.series_for(db, None), changes.count(), (), stmt)
+    except Exception:
+        pass
 
 
 class _ChangesSince:
@@ -289,6 +346,10 @@ class _ConnectionMixin(_Observed):
         make = super().cursor
         return _cursor(make, args, kwargs, self._dbp_own_cursor, self._dbpulse_db)
 
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        settle_connection(self)  # a RETURNING write not read to the end counts first
+        return super().close(*args, **kwargs)  # type: ignore[misc]
+
     def _plain_cursor(self) -> Any:
         return _observed_cursor(_connection_cursor(self, _CURSOR), self._dbpulse_db)
 
@@ -348,6 +409,10 @@ class _ConnectionProxy(_Observed, wrapt.ObjectProxy):
 
     def _plain_cursor(self) -> Any:
         return _observed_cursor(_connection_cursor(self.__wrapped__, _CURSOR), self._self_db)
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        settle_connection(self.__wrapped__)
+        return self.__wrapped__.close(*args, **kwargs)
 
     def __enter__(self) -> Any:
         self.__wrapped__.__enter__()

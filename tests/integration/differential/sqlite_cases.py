@@ -1016,6 +1016,121 @@ def s_upsert(ctx: Ctx) -> Any:
     return seen, conn.execute("SELECT * FROM t").fetchall(), conn.total_changes
 
 
+class ClosingCursor(sqlite3.Cursor):
+    """A cursor whose own close() still reads from it (a helper that drains, then closes)."""
+
+    def close(self) -> Any:
+        self.rest = self.fetchall()
+        return super().close()
+
+
+def _after(fn: Any) -> Any:
+    """What ``fn()`` gives, or the type and message of what it raises."""
+    try:
+        return fn()
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+@sqlite()
+def s_returning_partly_read_then_closed(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.execute("INSERT INTO t (x) VALUES (1), (2), (3) RETURNING id")
+    first = cursor.fetchone()
+    counters = (cursor.rowcount, conn.total_changes)
+    cursor.close()
+    return first, counters, cursor.rowcount, conn.total_changes, _after(cursor.fetchone)
+
+
+@sqlite()
+def s_returning_partly_read_then_dropped(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.cursor()
+    cursor.execute("INSERT INTO t (x) VALUES (1), (2), (3) RETURNING id")
+    first = cursor.fetchone()
+    del cursor
+    conn.execute("DELETE FROM t RETURNING id")  # never read, dropped at once
+    return first, conn.total_changes, conn.execute("SELECT count(*) FROM t").fetchone()
+
+
+@sqlite()
+def s_returning_partly_read_then_reused(ctx: Ctx) -> Any:
+    conn = _table()
+    conn.row_factory = lambda cursor, row: {"row": row}
+    cursor = conn.cursor()
+    cursor.execute("INSERT INTO t (x) VALUES (1), (2), (3) RETURNING id, x")
+    first = cursor.fetchone()
+    cursor.execute("SELECT x FROM t ORDER BY x")
+    return first, cursor.fetchall(), cursor.rowcount, conn.total_changes
+
+
+@sqlite()
+def s_returning_pending_when_connection_closes(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.execute("INSERT INTO t (x) VALUES (1), (2) RETURNING id")
+    first = cursor.fetchone()
+    conn.close()
+    return first, _after(cursor.fetchone), _after(cursor.close), _after(lambda: conn.total_changes)
+
+
+@sqlite()
+def s_returning_pending_at_commit(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.execute("INSERT INTO t (x) VALUES (1), (2) RETURNING id")
+    first = cursor.fetchone()
+    committed = _after(conn.commit)
+    rest = cursor.fetchall()
+    return first, committed, rest, _after(conn.commit), conn.total_changes
+
+
+@sqlite()
+def s_returning_on_a_cursor_with_its_own_close(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.cursor(ClosingCursor)
+    cursor.execute("INSERT INTO t (x) VALUES (1), (2), (3) RETURNING x")
+    first = cursor.fetchone()
+    cursor.close()
+    return first, cursor.rest, cursor.rowcount, conn.total_changes, type(cursor)
+
+
+@sqlite()
+def s_returning_behind_a_cte_partly_read(ctx: Ctx) -> Any:
+    conn = _table()
+    sql = "WITH v(x) AS (VALUES (1), (2), (3)) INSERT INTO t (x) SELECT x FROM v RETURNING id"
+    cursor = conn.execute(sql)
+    first = cursor.fetchone()
+    rest = list(cursor)
+    return first, rest, cursor.rowcount, conn.total_changes
+
+
+@sqlite()
+def s_executemany_returning(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.cursor()
+    outcome = _after(
+        lambda: cursor.executemany("INSERT INTO t (x) VALUES (?) RETURNING id", [(1,), (2,)])
+    )
+    return outcome, cursor.rowcount, conn.total_changes
+
+
+@sqlite()
+def s_executemany_fails_midway(ctx: Ctx) -> Any:
+    conn = _table()
+    cursor = conn.cursor()
+    outcome = _after(lambda: cursor.executemany("INSERT INTO t (x) VALUES (?)", [(1,), (2,), (1,)]))
+    return outcome, cursor.rowcount, conn.total_changes, conn.execute("SELECT x FROM t").fetchall()
+
+
+@sqlite()
+def s_insert_or_fail_keeps_earlier_rows(ctx: Ctx) -> Any:
+    conn = _table()
+    conn.execute("INSERT INTO t (x) VALUES (3)")
+    cursor = conn.cursor()
+    sql = "INSERT OR FAIL INTO t (x) SELECT value FROM json_each('[1, 2, 3, 4]')"
+    outcome = _after(lambda: cursor.execute(sql))
+    return outcome, cursor.rowcount, conn.total_changes, conn.execute("SELECT x FROM t").fetchall()
+
+
 @sqlite()
 def s_upsert_do_nothing_returning(ctx: Ctx) -> Any:
     conn = _table()
