@@ -46,8 +46,8 @@ def _setup(resource: Any, span_exporter: Any, metric_exporter: Any, endpoints: E
     return telemetry
 
 
-def _option(help_text: str, env: str) -> Any:
-    return typer.Option(help=f"{help_text} [env {env}]", show_default=False)
+def _option(help_text: str, env: str, *names: str) -> Any:
+    return typer.Option(*names, help=f"{help_text} [env {env}]", show_default=False)
 
 
 def diagnose(
@@ -68,17 +68,29 @@ def diagnose(
         ),
     ] = None,
     prometheus_url: Annotated[
-        str | None, _option("Prometheus (default :9090).", "DBPULSE_PROMETHEUS_URL")
+        str | None,
+        _option(
+            "Prometheus (default :9090).",
+            "DBPULSE_PROMETHEUS_URL",
+            "--prometheus-url",
+            "--prometheus",
+        ),
     ] = None,
     trace_store_url: Annotated[
         str | None,
-        _option("Tempo (default :3200) or Jaeger (:16686) API.", "DBPULSE_TRACE_STORE_URL"),
+        _option(
+            "Tempo (default :3200) or Jaeger (:16686) API.",
+            "DBPULSE_TRACE_STORE_URL",
+            "--trace-store-url",
+            "--trace-store",
+        ),
     ] = None,
     trace_store_kind: Annotated[
-        str | None, _option("tempo or jaeger (default tempo).", "DBPULSE_TRACE_STORE_KIND")
+        str | None,
+        _option("tempo, jaeger or auto (default auto).", "DBPULSE_TRACE_STORE_KIND"),
     ] = None,
     viz_url: Annotated[
-        str | None, _option("viz server (default :8765).", "DBPULSE_VIZ_URL")
+        str | None, _option("viz server (default :8765).", "DBPULSE_VIZ_URL", "--viz-url", "--viz")
     ] = None,
     viz_token: Annotated[str | None, _option("viz server token.", "DBPULSE_VIZ_TOKEN")] = None,
     redis_url: Annotated[

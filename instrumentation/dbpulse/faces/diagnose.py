@@ -38,6 +38,8 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 
 from dbpulse.faces import probes
+from dbpulse.faces.config import TRACE_STORE_KINDS
+from dbpulse.faces.config import Endpoints as ReadEndpoints
 from dbpulse.faces.probes import HopFailed
 from dbpulse.faces.synthetic import (
     DIAGNOSE_TABLE,
@@ -49,21 +51,24 @@ from dbpulse.faces.synthetic import (
 __all__ = ["HOPS", "Diagnosis", "Endpoints", "HopFailed", "HopResult", "Report"]
 
 _OTLP_DEFAULT = {"grpc": "http://127.0.0.1:4317", "http/protobuf": "http://127.0.0.1:4318"}
-_TRACE_STORE_DEFAULT = {"tempo": "http://127.0.0.1:3200", "jaeger": "http://127.0.0.1:16686"}
+_READ = ReadEndpoints()  # the read model's defaults (dbpulse top, dbpulse mcp) are these too
+_JAEGER_DEFAULT = "http://127.0.0.1:16686"
 
 
 @dataclass
 class Endpoints:
-    """Where each hop is, from flags, then env vars, then the compose defaults (docs/stack.md)."""
+    """Where each hop is, from flags, then env vars, then the compose defaults (docs/stack.md);
+    Prometheus, the trace store and the viz server have the read model's defaults and
+    variables (:class:`dbpulse.faces.Endpoints`)."""
 
     otlp: str = ""
     otlp_protocol: str = "grpc"
     collector_health: str = "http://127.0.0.1:13133/"
     collector_metrics: str = "http://127.0.0.1:8888/metrics"
-    prometheus: str = "http://127.0.0.1:9090"
+    prometheus: str = _READ.prometheus_url
     trace_store: str = ""
-    trace_store_kind: str = "tempo"
-    viz: str = "http://127.0.0.1:8765"
+    trace_store_kind: str = _READ.trace_store_kind
+    viz: str = _READ.viz_url
     viz_token: str | None = None
     redis: str = "redis://127.0.0.1:6379/0"
 
@@ -98,13 +103,16 @@ class Endpoints:
                 f"OTLP protocol {endpoints.otlp_protocol!r}: use grpc or http/protobuf"
             )
         endpoints.trace_store_kind = endpoints.trace_store_kind.lower()
-        if endpoints.trace_store_kind not in _TRACE_STORE_DEFAULT:
-            raise ValueError(f"trace store kind {endpoints.trace_store_kind!r}: tempo or jaeger")
+        if endpoints.trace_store_kind not in TRACE_STORE_KINDS:
+            raise ValueError(
+                f"trace store kind {endpoints.trace_store_kind!r}: use one of "
+                + ", ".join(TRACE_STORE_KINDS)
+            )
         endpoints.otlp = endpoints.otlp or _OTLP_DEFAULT[endpoints.otlp_protocol]
         if "://" not in endpoints.otlp:
             endpoints.otlp = "http://" + endpoints.otlp
-        endpoints.trace_store = (
-            endpoints.trace_store or _TRACE_STORE_DEFAULT[endpoints.trace_store_kind]
+        endpoints.trace_store = endpoints.trace_store or (
+            _JAEGER_DEFAULT if endpoints.trace_store_kind == "jaeger" else _READ.trace_store_url
         )
         return endpoints
 

@@ -2,22 +2,28 @@
 
 Every function takes the :class:`~dbpulse.faces.diagnose.Endpoints` and a deadline
 (``time.monotonic()`` seconds), returns a one-line detail when the hop holds and raises
-:class:`HopFailed` (what was seen, what to do) when it does not. HTTP is
-the standard library's; the trace store is read by its own API (Tempo ``/api/v2/traces/<id>``,
-Jaeger ``/api/v3/traces/<id>``), both answering OTLP JSON.
+:class:`HopFailed` (what was seen, what to do) when it does not. Prometheus, the trace store and
+the viz server are read with the read model's clients (:mod:`dbpulse.faces.prometheus`,
+:mod:`~dbpulse.faces.traces`, :mod:`~dbpulse.faces.vizclient`), so ``diagnose``, ``top`` and the
+MCP server see a backend the same way; the OTLP receiver and the collector's own endpoints,
+which are not JSON APIs, with the standard library.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dbpulse.faces.http import Unreachable
+from dbpulse.faces.prometheus import PrometheusClient, Sample
 from dbpulse.faces.synthetic import CHECKPOINTS, DIAGNOSE_TABLE
+from dbpulse.faces.traces import open_trace_store
+from dbpulse.faces.vizclient import VizClient
 
 if TYPE_CHECKING:
     from dbpulse.faces.diagnose import Endpoints
@@ -211,20 +217,25 @@ def collector(e: Endpoints, deadline: float) -> str:
     return f"healthy; otelcol_receiver_accepted_spans={accepted or 0:g}, refused={refused or 0:g}"
 
 
-# -- Prometheus ------------------------------------------------------------------------------
+# -- Prometheus, the trace store, the viz server: the read model's clients ------------------
 
 
-def _promql(e: Endpoints, query: str, deadline: float) -> list[dict[str, Any]]:
-    url = f"{e.prometheus.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    status, body = _reach(url, deadline, "prometheus", e)
+@contextmanager
+def _answers(hop: str, e: Endpoints) -> Iterator[None]:
+    """A read model client's :class:`Unreachable` as the hop's failure, with its fix."""
     try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = {}
-    if status != 200 or payload.get("status") != "success":
-        raise HopFailed(f"{query!r}: HTTP {status} {payload.get('error', '')}", FIXES["prometheus"])
-    result: list[dict[str, Any]] = payload["data"]["result"]
-    return result
+        yield
+    except Unreachable as exc:
+        raise HopFailed(str(exc), FIXES[hop].format(e=e)) from None
+
+
+def _promql(e: Endpoints, query: str, deadline: float) -> list[Sample]:
+    client = PrometheusClient(e.prometheus, _remaining(deadline))
+    try:
+        with _answers("prometheus", e):
+            return client.query(query)
+    finally:
+        client.close()
 
 
 def prometheus_series(e: Endpoints, marker: str, with_flow: bool, deadline: float) -> str:
@@ -242,7 +253,7 @@ def prometheus_series(e: Endpoints, marker: str, with_flow: bool, deadline: floa
 
     if poll(check, deadline, interval=1.0) is None:
         up = _promql(e, 'up{job="otel-collector-exporter"}', deadline)
-        scraped = ", ".join(f"{s['metric'].get('instance')}={s['value'][1]}" for s in up)
+        scraped = ", ".join(f"{s.labels.get('instance')}={s.value:g}" for s in up)
         raise HopFailed(
             f"no series for {' and '.join(missing)} (exporter scrape up: {scraped or 'none'})",
             _NO_SERIES,
@@ -250,79 +261,51 @@ def prometheus_series(e: Endpoints, marker: str, with_flow: bool, deadline: floa
     return f"{len(queries)} series kinds for service_instance_id={marker}"
 
 
-# -- the trace store -------------------------------------------------------------------------
-
-
-def _spans(document: Any) -> Iterator[dict[str, Any]]:
-    """Every OTLP JSON span in ``document``, wherever the API nests them."""
-    if isinstance(document, dict):
-        if "spanId" in document:
-            yield document
-            return
-        for value in document.values():
-            yield from _spans(value)
-    elif isinstance(document, list):
-        for value in document:
-            yield from _spans(value)
-
-
-def _attribute(span: dict[str, Any], key: str) -> Any:
-    for item in span.get("attributes") or ():
-        if item.get("key") == key:
-            value = item.get("value") or {}
-            return next(iter(value.values()), None)
-    return None
-
-
 def trace_store_flow(e: Endpoints, flow_id: str, deadline: float) -> str:
     """The flow's trace (trace id = flow id) with all four checkpoints."""
     trace_id = flow_id.replace("-", "").lower()
-    version = "v3" if e.trace_store_kind == "jaeger" else "v2"
-    url = f"{e.trace_store.rstrip('/')}/api/{version}/traces/{trace_id}"
+    store = open_trace_store(e.trace_store, e.trace_store_kind, _remaining(deadline))
     seen: set[str] = set()
 
     def check(_: float) -> set[str] | None:
-        status, body = _reach(url, deadline, "trace_store", e)
-        if status == 404:
-            return None
-        if status != 200:
-            raise HopFailed(
-                f"{url}: HTTP {status} {body[:120]!r}", FIXES["trace_store"].format(e=e)
-            )
-        found = {_attribute(s, "flow.checkpoint") for s in _spans(json.loads(body))}
-        seen.update(c for c in found if isinstance(c, str))
+        with _answers("trace_store", e):
+            trace = store.get_trace(trace_id)
+        if trace is not None:
+            found = (span.attributes.get("flow.checkpoint") for span in trace.spans)
+            seen.update(c for c in found if isinstance(c, str))
         return seen if set(CHECKPOINTS) <= seen else None
 
-    if poll(check, deadline, interval=0.5) is None:
-        detail = f"flow {flow_id} " + (
-            f"has only {sorted(seen)}" if seen else "not found by its id"
-        )
-        raise HopFailed(detail, _NO_TRACE)
+    try:
+        if poll(check, deadline, interval=0.5) is None:
+            detail = f"flow {flow_id} " + (
+                f"has only {sorted(seen)}" if seen else "not found by its id"
+            )
+            raise HopFailed(detail, _NO_TRACE)
+    finally:
+        store.close()
     return f"trace {trace_id}: {', '.join(CHECKPOINTS)}"
-
-
-# -- the viz server --------------------------------------------------------------------------
 
 
 def viz_event(e: Endpoints, trace_id: str, deadline: float) -> str:
     """The synthetic write's event in the viz server's ring buffer (``/api/viz/recent``)."""
-    query = urllib.parse.urlencode({"table": DIAGNOSE_TABLE, "limit": 500})
-    url = f"{e.viz.rstrip('/')}/api/viz/recent?{query}"
-    headers = {"Authorization": f"Bearer {e.viz_token}"} if e.viz_token else {}
+    viz = VizClient(e.viz, e.viz_token, _remaining(deadline))
 
     def check(_: float) -> dict[str, Any] | None:
-        status, body = _reach(url, deadline, "viz", e, headers=headers)
-        if status == 401:
-            raise HopFailed(
-                "the viz server refused the token",
-                "pass the server's --viz-token / DBPULSE_VIZ_TOKEN",
-            )
-        if status != 200:
-            raise HopFailed(f"{url}: HTTP {status} {body[:120]!r}", FIXES["viz"].format(e=e))
-        events = json.loads(body).get("events") or []
+        try:
+            events = viz.recent(limit=500, table=DIAGNOSE_TABLE)
+        except Unreachable as exc:
+            if exc.reason.startswith("HTTP 401"):
+                raise HopFailed(
+                    "the viz server refused the token",
+                    "pass the server's --viz-token / DBPULSE_VIZ_TOKEN",
+                ) from None
+            raise HopFailed(str(exc), FIXES["viz"].format(e=e)) from None
         return next((ev for ev in events if ev.get("trace_id") == trace_id), None)
 
-    event = poll(check, deadline, interval=0.3)
+    try:
+        event = poll(check, deadline, interval=0.3)
+    finally:
+        viz.close()
     if event is None:
         raise HopFailed(f"no {DIAGNOSE_TABLE} event with trace {trace_id}", _NO_EVENT)
     return f"{event.get('operation')} {DIAGNOSE_TABLE} (seq {event.get('seq')})"

@@ -144,7 +144,7 @@ class ReadModel:
         return snap
 
     def close(self) -> None:
-        for client in (self.prometheus, self.viz):
+        for client in (self.prometheus, self.traces, self.viz):
             client.close()
 
     def __enter__(self) -> ReadModel:

@@ -85,6 +85,8 @@ class TraceStore(Protocol):
 
     def flow_traces(self, lookback_s: float, limit: int) -> list[Trace]: ...
 
+    def close(self) -> None: ...
+
 
 def _hex_id(value: Any, width: int) -> str:
     text = str(value or "")
@@ -180,6 +182,9 @@ class JaegerClient:
     def url(self) -> str:
         return self.source.url
 
+    def close(self) -> None:
+        self.source.close()
+
     def get_trace(self, trace_id: str) -> Trace | None:
         payload = self.source.get(f"/api/traces/{trace_id}", allow=(404,))
         data = (payload or {}).get("data") or []
@@ -222,6 +227,9 @@ class TempoClient:
     @property
     def url(self) -> str:
         return self.source.url
+
+    def close(self) -> None:
+        self.source.close()
 
     def get_trace(self, trace_id: str) -> Trace | None:
         payload = self.source.get(f"/api/traces/{trace_id}", allow=(404,))
@@ -286,6 +294,10 @@ class _AutoTraceStore:
 
     def flow_traces(self, lookback_s: float, limit: int) -> list[Trace]:
         return self.backend().flow_traces(lookback_s, limit)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
 
 
 def open_trace_store(url: str, kind: str = "auto", timeout_s: float = 3.0) -> TraceStore:
