@@ -122,9 +122,17 @@ def panel_queries(board_file: str, board: dict[str, Any]) -> list[PanelQuery]:
     return found
 
 
+_LEFT = re.compile(r"\$\{?([A-Za-z_]\w*)")
+
+
 def substitute(query: str, variables: dict[str, str]) -> str:
-    """Replace ``$name`` / ``${name}`` the way Grafana interpolates (longest names first)."""
+    """Replace ``$name`` / ``${name}`` the way Grafana interpolates (longest names first). A
+    variable the dashboard uses and the test does not give is an error, not a query sent with
+    ``$name`` in it."""
     for name in sorted(variables, key=len, reverse=True):
         query = query.replace("${" + name + "}", variables[name])
         query = query.replace("$" + name, variables[name])
+    left = sorted(set(_LEFT.findall(query)))
+    if left:
+        raise ValueError(f"no value for ${', $'.join(left)} in {query!r}")
     return query
