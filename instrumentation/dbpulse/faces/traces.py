@@ -170,13 +170,13 @@ def _jaeger_spans(trace: Mapping[str, Any]) -> list[TraceSpan]:
     return spans
 
 
-class JaegerClient:
-    """Jaeger's query API (v1 JSON)."""
+class _StoreClient:
+    """What both clients share: one JSON source named after the store."""
 
-    name = "Jaeger"
+    name = "trace store"
 
     def __init__(self, url: str, timeout_s: float = 3.0) -> None:
-        self.source = JsonSource("trace store (Jaeger)", url, timeout_s)
+        self.source = JsonSource(f"trace store ({self.name})", url, timeout_s)
 
     @property
     def url(self) -> str:
@@ -184,6 +184,12 @@ class JaegerClient:
 
     def close(self) -> None:
         self.source.close()
+
+
+class JaegerClient(_StoreClient):
+    """Jaeger's query API (v1 JSON)."""
+
+    name = "Jaeger"
 
     def get_trace(self, trace_id: str) -> Trace | None:
         payload = self.source.get(f"/api/traces/{trace_id}", allow=(404,))
@@ -216,20 +222,10 @@ class JaegerClient:
         return _newest(found.values(), limit)
 
 
-class TempoClient:
+class TempoClient(_StoreClient):
     """Tempo's HTTP API: TraceQL search, then each trace by id (OTLP JSON)."""
 
     name = "Tempo"
-
-    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
-        self.source = JsonSource("trace store (Tempo)", url, timeout_s)
-
-    @property
-    def url(self) -> str:
-        return self.source.url
-
-    def close(self) -> None:
-        self.source.close()
 
     def get_trace(self, trace_id: str) -> Trace | None:
         payload = self.source.get(f"/api/traces/{trace_id}", allow=(404,))

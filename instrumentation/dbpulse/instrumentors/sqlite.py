@@ -129,12 +129,22 @@ class _Observed:
         if parameters is _NONE:
             parameters = ()
         stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
+        rowcount: Any = _rowcount
+        changes = None
         if stmt.returning:
             if self._dbp_returning_via_cursor:
                 # The driver's Connection.execute makes a plain cursor in C, whose reads can't
                 # be watched: run it on one of ours, of the class the driver uses there
                 # (sqlite3.Cursor, whatever the connection's own cursor() would make).
                 return self._plain_cursor().execute(sql, parameters)
+            rowcount = _later
+        elif stmt.behind_cte or stmt.conflict_fail:
+            # The driver's rowcount is -1 for a write behind a CTE (it only knows statements
+            # that start with INSERT/UPDATE/DELETE/REPLACE), and for a failed OR FAIL write
+            # whose earlier rows stay written: count what the connection changed.
+            changes = _ChangesSince(self)
+            rowcount = _ChangesSince.count
+        try:
             cursor = traced_call(
                 SWITCH,
                 self._dbpulse_db,
@@ -142,38 +152,16 @@ class _Observed:
                 parameters,
                 self._dbp_execute,
                 (self, sql, parameters),
-                rowcount=_later,
+                rowcount=rowcount,
+                rows_from=changes,
             )
-            count_when_read(cursor, self._dbpulse_db, stmt, parameters)
-            return cursor
-        if stmt.behind_cte or stmt.conflict_fail:
-            # The driver's rowcount is -1 for a write behind a CTE (it only knows statements
-            # that start with INSERT/UPDATE/DELETE/REPLACE), and for a failed OR FAIL write
-            # whose earlier rows stay written: count what the connection changed.
-            changes = _ChangesSince(self)
-            try:
-                return traced_call(
-                    SWITCH,
-                    self._dbpulse_db,
-                    stmt,
-                    parameters,
-                    self._dbp_execute,
-                    (self, sql, parameters),
-                    rowcount=_ChangesSince.count,
-                    rows_from=changes,
-                )
-            except BaseException:
+        except BaseException:
+            if changes is not None:
                 _count_partial(self._dbpulse_db, stmt, changes)
-                raise
-        return traced_call(
-            SWITCH,
-            self._dbpulse_db,
-            stmt,
-            parameters,
-            self._dbp_execute,
-            (self, sql, parameters),
-            rowcount=_rowcount,
-        )
+            raise
+        if rowcount is _later:
+            count_when_read(cursor, self._dbpulse_db, stmt, parameters)
+        return cursor
 
     def executemany(
         self, sql: Any = _NONE, seq_of_parameters: Any = _NONE, /, *rest: Any, **kwargs: Any
@@ -181,20 +169,10 @@ class _Observed:
         if not SWITCH.on or type(sql) is not str or seq_of_parameters is _NONE or rest or kwargs:
             return self._dbp_executemany(self, *_given(sql, seq_of_parameters, *rest), **kwargs)
         stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
-        if not stmt.is_write:
-            return traced_batch(
-                SWITCH,
-                self._dbpulse_db,
-                stmt,
-                seq_of_parameters,
-                self._dbp_executemany,
-                (self, sql, seq_of_parameters),
-                rows_at=2,
-            )
         # The rows a batch wrote before one of its rows failed stay written (in the open
         # transaction), and the driver's rowcount is then -1; with RETURNING it is 0 (3.11)
         # or the driver refuses after the first row (3.12+): count what the connection changed.
-        changes = _ChangesSince(self)
+        changes = _ChangesSince(self) if stmt.is_write else None
         try:
             return traced_batch(
                 SWITCH,
@@ -208,7 +186,8 @@ class _Observed:
                 rows_from=changes if stmt.returning else None,
             )
         except BaseException:
-            _count_partial(self._dbpulse_db, stmt, changes)
+            if changes is not None:
+                _count_partial(self._dbpulse_db, stmt, changes)
             raise
 
     def executescript(self, sql_script: Any = _NONE, /, *rest: Any, **kwargs: Any) -> Any:
