@@ -228,24 +228,26 @@ def run_demo(
 
     console = Console()
     server = VizServer(VizConfig(host=host, port=port, token=token)).start()  # PortInUse first
-    tmpdir = None
-    if db is None:
-        tmpdir = tempfile.TemporaryDirectory(prefix="dbpulse-demo-")
-        db = Path(tmpdir.name) / "books.db"
-    url = server.url + "/"
-    console.print(f"[bold]dbpulse demo[/bold]: sphere at [link={url}]{url}[/link]  (Ctrl-C stops)")
-    console.print(f"SQLite workload: {rate:g} writes/s over {isbns:,} ISBNs into {db}")
-    telemetry, feed = _telemetry(server.url, token)
-    workload = DemoWorkload(db, rate=rate, isbns=isbns).start()
-    started = time.monotonic()
+    # SIGTERM (a container stopping, `kill`) and Ctrl-C end the demo the same way from here on,
+    # before the temporary database exists: it is removed and the summary printed.
+    with stop_on_signals() as stop:
+        tmpdir = None
+        if db is None:
+            tmpdir = tempfile.TemporaryDirectory(prefix="dbpulse-demo-")
+            db = Path(tmpdir.name) / "books.db"
+        url = server.url + "/"
+        console.print(
+            f"[bold]dbpulse demo[/bold]: sphere at [link={url}]{url}[/link]  (Ctrl-C stops)"
+        )
+        console.print(f"SQLite workload: {rate:g} writes/s over {isbns:,} ISBNs into {db}")
+        telemetry, feed = _telemetry(server.url, token)
+        workload = DemoWorkload(db, rate=rate, isbns=isbns).start()
+        started = time.monotonic()
 
-    def running() -> bool:
-        return not stop.is_set() and (duration is None or time.monotonic() - started < duration)
+        def running() -> bool:
+            return not stop.is_set() and (duration is None or time.monotonic() - started < duration)
 
-    # SIGTERM (a container stopping, `kill`) and Ctrl-C end the loop the same way: the temporary
-    # database is removed and the summary printed.
-    try:
-        with stop_on_signals() as stop:
+        try:
             if summary:
                 with Live(console=console, refresh_per_second=2, transient=False) as live:
                     while running():
@@ -258,25 +260,25 @@ def run_demo(
                     stop.wait(0.2)
             if stop.is_set():
                 console.print("stopping…")
-    except KeyboardInterrupt:
-        console.print("stopping…")
-    finally:
-        workload.stop()
-        import dbpulse
+        except KeyboardInterrupt:
+            console.print("stopping…")
+        finally:
+            workload.stop()
+            import dbpulse
 
-        dbpulse.uninstrument(systems=("sqlite",))
-        telemetry.shutdown()
-        writes = dict(workload.counts)
-        result: dict[str, Any] = {
-            "url": url,
-            "writes": writes,
-            "events_received": server.hub.counters["events_received"],
-            "sphere_writes": sum(server.hub.by_operation.values()),
-            "known_isbns": len(server.hub.slots),
-        }
-        server.stop()
-        if tmpdir is not None:
-            tmpdir.cleanup()
+            dbpulse.uninstrument(systems=("sqlite",))
+            telemetry.shutdown()
+            writes = dict(workload.counts)
+            result: dict[str, Any] = {
+                "url": url,
+                "writes": writes,
+                "events_received": server.hub.counters["events_received"],
+                "sphere_writes": sum(server.hub.by_operation.values()),
+                "known_isbns": len(server.hub.slots),
+            }
+            server.stop()
+            if tmpdir is not None:
+                tmpdir.cleanup()
     console.print(
         f"\ndemo done: {sum(writes.values()):,} writes; the viz server received "
         f"{result['events_received']:,} events standing for {result['sphere_writes']:,.0f} writes"

@@ -9,13 +9,7 @@
   const MAX_KEPT = 2000; // events kept in the page
   const MAX_ROWS = 500; // rows shown
   const SAMPLING_WINDOW = 200; // latest events the sampling mode is judged on
-  const params = new URLSearchParams(location.search);
-  // With a token set on the server, open the page as /events?token=... : the page passes it
-  // on to the viewing endpoints and the socket (which accept it as ?token=).
-  const TOKEN = params.get("token");
-  const withToken = (path) =>
-    TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path;
-  const $ = (id) => document.getElementById(id);
+  const { $, withToken, setConn } = window.dbpulseLive;
   const KNOWN_OPS = { insert: "ins", update: "upd", delete: "del" };
   const opGroup = (operation) => (KNOWN_OPS[operation] ? operation : "other");
 
@@ -24,9 +18,6 @@
   const tables = new Set();
   let pending = []; // arrived while paused
   let paused = false;
-  let connState = "connecting";
-  let socket = null;
-  let retry = 0;
   let statsTimer = null;
   let sampling = "unknown";
   const filters = { table: "", operation: "", isbn: "", any: "" };
@@ -181,14 +172,6 @@
 
   // -- server I/O -------------------------------------------------------------------------
 
-  function setConn(state, title) {
-    connState = state;
-    const el = $("conn");
-    el.className = `conn ${state.split(" ")[0]}`;
-    el.textContent = state;
-    el.title = title || "WebSocket connection to the viz server";
-  }
-
   async function seed() {
     const res = await fetch(withToken(`/api/viz/recent?limit=${MAX_KEPT}`));
     if (!res.ok) throw new Error(`recent: HTTP ${res.status}`);
@@ -198,30 +181,14 @@
     if (!paused) renderAll();
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(withToken(`${scheme}://${location.host}/ws/viz`));
-    socket.onopen = () => {
-      retry = 0;
-      setConn("live");
-      seed().catch((err) => setConn("live", `could not load recent events: ${err}`));
-    };
-    socket.onmessage = (message) => {
-      let data;
-      try {
-        data = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (data.type === "events") onEvents(data.events);
-      else if (data.type === "gap") setConn("live", `server skipped ${data.skipped} messages`);
-    };
-    socket.onclose = () => {
-      retry += 1;
-      setConn(retry > 8 ? "offline" : `reconnecting (${retry})`);
-      setTimeout(connect, Math.min(5000, 250 * 2 ** Math.min(retry, 5)));
-    };
-    socket.onerror = () => socket.close();
+  function follow() {
+    window.dbpulseLive.follow({
+      onOpen: () => seed().catch((err) => setConn("live", `could not load recent events: ${err}`)),
+      onMessage: (data) => {
+        if (data.type === "events") onEvents(data.events);
+        else if (data.type === "gap") setConn("live", `server skipped ${data.skipped} messages`);
+      },
+    });
   }
 
   function sum(map) {
@@ -291,7 +258,7 @@
 
   // For tests and the curious: the page's state, read-only.
   window.__dbpulseEvents = {
-    connection: () => connState,
+    connection: window.dbpulseLive.connection,
     paused: () => paused,
     sampling: () => sampling,
     kept: () => events.length,
@@ -306,6 +273,6 @@
   };
 
   setConn("connecting");
-  connect();
+  follow();
   scheduleStats();
 })();

@@ -22,14 +22,8 @@
   const LIT_THRESHOLD = 0.05;
   const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
   const REPLAY_S = 300;
+  const { $, withToken, setConn } = window.dbpulseLive;
   const params = new URLSearchParams(location.search);
-  // With a token set on the server, open the page as /?token=... : the page passes it on to
-  // the viewing endpoints and the socket (which accept it as ?token=).
-  const TOKEN = params.get("token");
-  const withToken = (path) =>
-    TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path;
-
-  const $ = (id) => document.getElementById(id);
   $("events-link").href = withToken("/events");
   const canvas = $("sphere");
   const gl = canvas.getContext("webgl2", { antialias: false, alpha: false,
@@ -203,17 +197,6 @@
   }
 
   // -- server I/O -----------------------------------------------------------------------------
-  let connState = "connecting";
-  let socket = null;
-  let retry = 0;
-
-  function setConn(state, title) {
-    connState = state;
-    const el = $("conn");
-    el.className = `conn ${state.split(" ")[0]}`;
-    el.textContent = state;
-    el.title = title || "WebSocket connection to the viz server";
-  }
 
   async function loadLayout() {
     const res = await fetch(withToken("/api/viz/isbns"));
@@ -235,35 +218,19 @@
     }
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(withToken(`${scheme}://${location.host}/ws/viz`));
-    socket.onopen = () => {
-      retry = 0;
-      setConn("live");
-      loadLayout().then(loadTop).catch(() => {});
-    };
-    socket.onmessage = (message) => {
-      let data;
-      try {
-        data = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (data.type === "events") onEvents(data.events);
-      else if (data.type === "hello") {
-        if (count === 0) capacity = data.capacity;
-      } else if (data.type === "gap") {
-        counters.skipped += data.skipped;
-        setConn("live", `server skipped ${counters.skipped} messages: this page was too slow`);
-      }
-    };
-    socket.onclose = () => {
-      retry += 1;
-      setConn(retry > 8 ? "offline" : `reconnecting (${retry})`);
-      setTimeout(connect, Math.min(5000, 250 * 2 ** Math.min(retry, 5)));
-    };
-    socket.onerror = () => socket.close();
+  function follow() {
+    window.dbpulseLive.follow({
+      onOpen: () => loadLayout().then(loadTop).catch(() => {}),
+      onMessage: (data) => {
+        if (data.type === "events") onEvents(data.events);
+        else if (data.type === "hello") {
+          if (count === 0) capacity = data.capacity;
+        } else if (data.type === "gap") {
+          counters.skipped += data.skipped;
+          setConn("live", `server skipped ${counters.skipped} messages: this page was too slow`);
+        }
+      },
+    });
   }
 
   // -- replay ---------------------------------------------------------------------------------
@@ -710,10 +677,10 @@
   window.__dbpulseSphere = {
     orbState,
     opColors: Object.fromEntries(OPS.map((op, i) => [op, OP_COLORS[i]])),
-    connection: () => connState,
+    connection: window.dbpulseLive.connection,
     fps: () => frameTimes.length,
     orbCount: () => count,
-    stats: () => ({ ...counters, orbs: count, fps: frameTimes.length, connection: connState,
+    stats: () => ({ ...counters, orbs: count, fps: frameTimes.length, connection: window.dbpulseLive.connection(),
       capacity }),
     addSyntheticIsbns,
     setSyntheticPulses: (perSecond) => { synthPerSecond = perSecond; },
@@ -764,7 +731,7 @@
   if (synthetic > 0) addSyntheticIsbns(synthetic);
   synthPerSecond = Number(params.get("pulse") || 0);
   if (params.get("rotate") === "0") window.__dbpulseSphere.setAutoRotate(false);
-  connect();
+  follow();
   requestAnimationFrame(frame);
   window.__dbpulseSphere.ready = true;
 })();
