@@ -29,12 +29,17 @@ from tests.harness.stack import OtelStack
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-ROWS_SQLITE, ROWS_POSTGRES, USER_VERSION = 37, 11, 42
+ROWS_SQLITE, ROWS_POSTGRES, ROWS_DUCKDB, USER_VERSION = 37, 11, 23, 42
 
 APP = """
 import os, sqlite3, time
-import psycopg
+import duckdb, psycopg
 table, path, dsn = os.environ["APP_TABLE"], os.environ["APP_SQLITE"], os.environ["APP_PG_DSN"]
+# The app's own DuckDB file, held open (writable) while the health worker checks it.
+duck = duckdb.connect(os.environ["APP_DUCKDB"])
+duck.execute(f"CREATE TABLE {table} (isbn VARCHAR, added TIMESTAMPTZ DEFAULT now())")
+duck.execute(f"INSERT INTO {table} (isbn) SELECT '9780306406157' FROM range(%d)"
+             % int(os.environ["APP_ROWS_DUCKDB"]))
 lite = sqlite3.connect(path, isolation_level=None)
 lite.execute("PRAGMA journal_mode=WAL")
 lite.execute(f"CREATE TABLE {table} (isbn TEXT, added REAL)")
@@ -48,7 +53,9 @@ with psycopg.connect(dsn, autocommit=True) as pg:
 print("app ready", flush=True)
 while not os.path.exists(os.environ["APP_STOP"]):
     time.sleep(0.1)
+duck.execute(f"INSERT INTO {table} (isbn) VALUES ('9780140449136')")  # still the app's
 lite.close()
+duck.close()
 print("app done", flush=True)
 """
 
@@ -74,21 +81,24 @@ def app(otel_stack: OtelStack, tmp_path: Path) -> Iterator[dict[str, Any]]:
     table, service = f"e2e_health_{run}", f"e2e-health-{run}"
     (tmp_path / "app.py").write_text(APP)
     database, stop = tmp_path / f"health-{run}.db", tmp_path / "stop"
+    duck = tmp_path / f"health-{run}.duckdb"
     launcher = shutil.which("opentelemetry-instrument")
     assert launcher, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
     env = _env(
         otel_stack,
         service,
-        DBPULSE_HEALTH_TARGETS=f"{database}, {dsn}",
+        DBPULSE_HEALTH_TARGETS=f"{database}, {dsn}, {duck}",
         DBPULSE_HEALTH_TABLES=f"{table}:added",
         DBPULSE_HEALTH_INTERVAL="1",
         APP_TABLE=table,
         APP_SQLITE=str(database),
+        APP_DUCKDB=str(duck),
         APP_PG_DSN=dsn,
         APP_STOP=str(stop),
         APP_USER_VERSION=str(USER_VERSION),
         APP_ROWS_SQLITE=str(ROWS_SQLITE),
         APP_ROWS_POSTGRES=str(ROWS_POSTGRES),
+        APP_ROWS_DUCKDB=str(ROWS_DUCKDB),
     )
     process = subprocess.Popen(
         [launcher, sys.executable, "app.py"],
@@ -102,7 +112,7 @@ def app(otel_stack: OtelStack, tmp_path: Path) -> Iterator[dict[str, Any]]:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert "app ready" in line, line + process.stdout.read()
-        yield {"service": service, "table": table, "database": database, "dsn": dsn}
+        yield {"service": service, "table": table, "database": database, "dsn": dsn, "duck": duck}
     finally:
         stop.touch()
         try:
@@ -143,17 +153,21 @@ def test_health_gauges_reach_prometheus_with_the_databases_values(
     pg = f"{dsn.hostname}:{dsn.port or 5432}{dsn.path}"  # host:port/dbname, no credentials
     job = f'service_name="{service}"'
 
-    status = _values(otel_stack, f"dbpulse_db_health_status{{{job}}}", 2)
-    assert status[lite] == 0, status  # OK: WAL, readable, fresh rows
-    assert set(status) == {lite, pg}, "targets are exported by safe names, never the DSN"
+    duck = app["duck"].name
+    status = _values(otel_stack, f"dbpulse_db_health_status{{{job}}}", 3)
+    # OK: WAL, readable, fresh rows; the DuckDB file the app holds open is checked through the
+    # app's own database instance (another process could not open it).
+    assert status[lite] == 0 and status[duck] == 0, status
+    assert set(status) == {lite, pg, duck}, "targets are exported by safe names, never the DSN"
 
     total, wal = _on_disk(database)
-    sizes = _values(otel_stack, f"dbpulse_db_health_size_bytes{{{job}}}", 2)
-    assert sizes[lite] == total and sizes[pg] > 0, (sizes, total)
-    assert _values(otel_stack, f"dbpulse_db_health_wal_size_bytes{{{job}}}", 1) == {lite: wal}
+    sizes = _values(otel_stack, f"dbpulse_db_health_size_bytes{{{job}}}", 3)
+    assert sizes[lite] == total and sizes[pg] > 0 and sizes[duck] > 0, (sizes, total)
+    wals = _values(otel_stack, f"dbpulse_db_health_wal_size_bytes{{{job}}}", 1)
+    assert wals[lite] == wal, wals
 
-    rows = _values(otel_stack, f'dbpulse_db_health_rows{{{job}, db_collection_name="{table}"}}', 2)
-    assert rows == {lite: ROWS_SQLITE, pg: ROWS_POSTGRES}
+    rows = _values(otel_stack, f'dbpulse_db_health_rows{{{job}, db_collection_name="{table}"}}', 3)
+    assert rows == {lite: ROWS_SQLITE, pg: ROWS_POSTGRES, duck: ROWS_DUCKDB}
     versions = _values(otel_stack, f"dbpulse_db_health_schema_version{{{job}}}", 1)
     assert versions == {lite: USER_VERSION}
     ages = _values(otel_stack, f"dbpulse_db_health_newest_row_age_seconds{{{job}}}", 2)

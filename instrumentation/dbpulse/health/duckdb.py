@@ -1,7 +1,9 @@
 """DuckDB files, opened with ``read_only=True``; a missing file is CRITICAL, never created.
 
 DuckDB lets one process write a file: while a writer holds it another process cannot open it,
-which this check reports as ERROR with that reason. Checks beyond the shared ones: ``size``
+which this check reports as ERROR with that reason. In the process that holds it (an
+application checking its own file through ``DBPULSE_HEALTH_TARGETS``) the check shares the
+application's database instance instead. Checks beyond the shared ones: ``size``
 (file + WAL, blocks used and free from ``PRAGMA database_size``) and ``configuration``
 (version, threads, memory limit).
 """
@@ -40,7 +42,7 @@ class DuckDBTarget(Target):
             raise Unavailable(Status.CRITICAL, f"{self.path} {what} (the check never creates it)")
         try:
             # The raw connection under dbpulse's proxy: the check does not observe itself.
-            conn = unobserved(duckdb.connect(str(self.path), read_only=True))
+            conn = unobserved(self._connect(duckdb))
             conn.execute("SELECT count(*) FROM information_schema.tables").fetchone()
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
@@ -57,6 +59,17 @@ class DuckDBTarget(Target):
                 Status.CRITICAL, f"cannot open {self.path}: {first_line(exc)}"
             ) from None
         return conn
+
+    def _connect(self, duckdb: Any) -> Any:
+        try:
+            return duckdb.connect(str(self.path), read_only=True)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise
+            # This process has the file open already (the application's own connection, for
+            # DBPULSE_HEALTH_TARGETS): a connection of the same configuration shares its
+            # database; the checks only read.
+            return duckdb.connect(str(self.path))
 
     def table_names(self, conn: Any) -> set[str]:
         rows = self.rows(conn, "SELECT table_name FROM information_schema.tables")
