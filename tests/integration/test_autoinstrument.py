@@ -169,3 +169,40 @@ def test_no_collector_listening_exits_at_once_and_quietly(tmp_path: Path, protoc
     assert result.returncode == 0, result.stderr
     assert result.stdout == "app done\n"
     assert result.stderr == ""
+
+
+RETURNING_APP = """
+import sqlite3
+c = sqlite3.connect(":memory:")
+c.execute("CREATE TABLE books (id INTEGER PRIMARY KEY, isbn TEXT)")
+first = c.execute("INSERT INTO books (isbn) VALUES ('a'), ('b'), ('c') RETURNING id")
+print("first id", first.fetchone()[0])  # read in part, kept to the end of the script
+unread = c.cursor()
+unread.execute("INSERT INTO books (isbn) VALUES ('d'), ('e') RETURNING id")
+print("app done")
+"""
+
+
+def test_returning_writes_left_unread_at_exit_are_in_the_last_export(tmp_path: Path):
+    # SQLite counts a RETURNING statement's rows only as it ends; cursors a script keeps to
+    # its end are finalised after the SDK's last export, so dbpulse counts them before it.
+    (tmp_path / "app.py").write_text(RETURNING_APP)
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "console",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+    }
+    result = run_app(tmp_path, env)
+    assert "first id 1" in result.stdout
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    writes = [
+        p["value"]
+        for o in _objects(result.stdout)
+        for rm in o.get("resource_metrics", [])
+        for sm in rm["scope_metrics"]
+        for m in sm["metrics"]
+        if m["name"] == "dbpulse.db.writes"
+        for p in m["data"]["data_points"]
+    ]
+    assert sum(writes) == 5

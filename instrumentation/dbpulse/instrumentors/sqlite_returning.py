@@ -11,7 +11,8 @@ entity keys) are added when the statement ends:
   reset (only the statement's own rows: a trigger's are added as they are made);
 - executed again: the rest of its rows are read first (with no row factory), so the driver's
   ``rowcount`` is final;
-- its connection closed: as when executed again, just before the connection closes.
+- its connection closed: as when executed again, just before the connection closes;
+- still pending when the process exits: as when executed again, before the SDK's last export.
 
 Meanwhile the cursor's class is a subclass of its own that watches these methods, and it is
 switched back once counted, so cursors of other statements pay nothing. A cursor made outside
@@ -21,6 +22,7 @@ unknown count does.
 
 from __future__ import annotations
 
+import atexit
 import sqlite3
 import weakref
 from typing import Any
@@ -29,13 +31,14 @@ from dbpulse.core.pipeline import call_keys
 from dbpulse.core.statements import Database, Statement
 from dbpulse.telemetry.metrics import OPERATIONS
 
-__all__ = ["count_when_read", "settle_connection"]
+__all__ = ["count_when_read", "settle_all", "settle_connection"]
 
 _classes: dict[type, type] = {}
 # Cursors whose statement has not ended, so a closing connection can count them first.
 _pending: weakref.WeakSet[Any] = weakref.WeakSet()
 _close = sqlite3.Cursor.close
 _fetchall = sqlite3.Cursor.fetchall
+_at_exit: list[bool] = []  # settle_all is registered with atexit (once, at the first pending)
 
 
 def count_when_read(cursor: Any, db: Database, stmt: Statement, params: Any) -> None:
@@ -53,6 +56,11 @@ def count_when_read(cursor: Any, db: Database, stmt: Statement, params: Any) -> 
         cursor._dbp_pending = (series, keys, stmt, cursor.connection.total_changes)
         cursor.__class__ = watching
         _pending.add(cursor)
+        if not _at_exit:
+            # Registered now, after the SDK's providers (made before the app's first
+            # statement): atexit runs the newest first, so this counts before their last export.
+            _at_exit.append(True)
+            atexit.register(settle_all)
     except Exception:
         pass
 
@@ -64,6 +72,16 @@ def settle_connection(connection: Any) -> None:
             for cursor in list(_pending):
                 if cursor.connection is connection:
                     _read_to_end(cursor)
+    except Exception:
+        pass
+
+
+def settle_all() -> None:
+    """Count every pending cursor: the process is exiting. Never raises; a cursor another
+    thread owns keeps its count pending."""
+    try:
+        for cursor in list(_pending):
+            _read_to_end(cursor)
     except Exception:
         pass
 
