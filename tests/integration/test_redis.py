@@ -294,6 +294,11 @@ def _asyncio(r: Any, url: str) -> None:
         async with client.pipeline(transaction=False) as pipe:
             pipe.set("s", "text").incr("s").mget("a", "s", "none")
             await pipe.execute(raise_on_error=False)
+        for transaction in (True, False):  # INCR fails, the others ran
+            async with client.pipeline(transaction=transaction) as pipe:
+                pipe.set("b", 1).incr("s").get("b").set("c", 2)
+                with pytest.raises(redis.ResponseError):
+                    await pipe.execute()
         async with client.pipeline() as pipe:
             await pipe.watch("a")
             await pipe.get("a")
