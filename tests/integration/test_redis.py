@@ -342,7 +342,11 @@ def _resp3_and_retries(r: Any, url: str) -> None:
 
 SHAPES = {
     "plain": Shape(
-        lambda r, url: (r.set("a", 1), r.get("a"), r.get("none"), r.mget("a", "none"), r.incr("n")),
+        lambda r, url: (
+            (r.set("a", 1), r.get("a"), r.get("none"), r.mget("a", "none"), r.incr("n")),
+            (r.getex("a", ex=60), r.getdel("a"), r.getrange("none", 0, 1), r.exists("none")),
+        ),
+        other_reads=(0, 2),  # GETRANGE and EXISTS read keys; they are not cache lookups
     ),
     "pipelines": Shape(_pipelines),
     "aborted-transaction": Shape(_aborted, not_run={"SET": 1, "DBPULSENOSUCH": 1}),
@@ -432,3 +436,19 @@ def test_counts_are_the_servers_own(name, private_redis, otel):
         keyspace["keyspace_hits"],
         keyspace["keyspace_misses"],
     )
+
+
+def test_write_commands_are_the_servers(private_redis):
+    # Every command the server flags "write" counts as a write, but those that write only
+    # with a STORE argument and the server's internal ones.
+    from dbpulse.instrumentors.redis_commands import _WRITES
+
+    commands = private_redis.client.execute_command("COMMAND", "INFO")
+    flagged = {n.upper() for n, spec in commands.items() if spec and "write" in spec["flags"]}
+    assert flagged - _WRITES == {
+        "SORT",
+        "GEORADIUS",
+        "GEORADIUSBYMEMBER",
+        "PFDEBUG",
+        "RESTORE-ASKING",
+    }

@@ -18,6 +18,8 @@ from dbpulse.telemetry.instruments import Instruments
 
 __all__ = ["CACHE", "GETS", "command_statement", "count_replies", "counted"]
 
+# The server's write commands (COMMAND INFO flags, Redis 7/8) but SORT, GEORADIUS and
+# GEORADIUSBYMEMBER, which write only with a STORE argument.
 _WRITES = frozenset(
     """SET SETEX PSETEX SETNX MSET MSETNX GETSET GETDEL GETEX APPEND INCR INCRBY INCRBYFLOAT
     DECR DECRBY DEL UNLINK EXPIRE EXPIREAT PEXPIRE PEXPIREAT PERSIST RENAME RENAMENX
@@ -30,9 +32,9 @@ _WRITES = frozenset(
     ZRANGESTORE ZREMRANGEBYLEX ZUNIONSTORE HEXPIRE HPEXPIRE HEXPIREAT HPEXPIREAT HPERSIST
     HGETDEL HGETEX HSETEX""".split()
 )
-# The server's write commands (COMMAND INFO flags, Redis 7/8) but SORT, GEORADIUS and
-# GEORADIUSBYMEMBER, which write only with a STORE argument.
-GETS = frozenset({"GET", "GETEX", "GETDEL", "HGET", "MGET", "HMGET", "HGETALL", "GETRANGE"})
+# GETRANGE is a range read, not a lookup: its empty reply cannot tell a missing key (a
+# keyspace miss) from an empty range (a hit).
+GETS = frozenset({"GET", "GETEX", "GETDEL", "HGET", "MGET", "HMGET", "HGETALL"})
 _MULTI_KEY_GETS = frozenset({"MGET", "HMGET"})
 
 
