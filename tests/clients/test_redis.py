@@ -23,7 +23,7 @@ deleted 2
 """
 # Sent by redis-py on connecting and subscribing, by the server's own wrapping of a
 # transaction, and by the test itself: not commands dbpulse is asked to observe.
-NOT_OBSERVED = {"HELLO", "CLIENT|SETINFO", "SUBSCRIBE", "MULTI", "EXEC", "CONFIG|RESETSTAT"}
+NOT_OBSERVED = {"HELLO", "CLIENT|SETINFO", "MULTI", "EXEC", "CONFIG|RESETSTAT"}
 
 
 def test_redis_py_counts_are_the_servers(

@@ -327,3 +327,206 @@ def s_asyncio_pipeline_error(ctx: Ctx) -> Any:
         return replies, error
 
     return asyncio.run(run())
+
+
+def _drain(pubsub: Any, count: int, timeout: float = 0.1) -> list[Any]:
+    """The next ``count`` messages (subscribe confirmations included), waiting for each."""
+    found: list[Any] = []
+    for _ in range(count * 20):
+        message = pubsub.get_message(timeout=timeout)
+        if message is not None:
+            found.append(message)
+            if len(found) == count:
+                break
+    return found
+
+
+@rd()
+def s_pubsub_every_command(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    pubsub = r.pubsub()
+    first = pubsub.subscribe(ctx.key("a"), ctx.key("b"))
+    second = pubsub.psubscribe(ctx.key("p*"))
+    third = pubsub.ssubscribe(ctx.key("s"))
+    confirmations = _drain(pubsub, 4)
+    delivered = r.publish(ctx.key("a"), "to a"), r.publish(ctx.key("pz"), "to p")
+    shard = r.spublish(ctx.key("s"), "to s")
+    messages = _drain(pubsub, 3)
+    pong = pubsub.ping("hello")
+    pong_reply = _drain(pubsub, 1)
+    gone = pubsub.unsubscribe(ctx.key("a")), pubsub.punsubscribe(), pubsub.sunsubscribe()
+    goodbyes = _drain(pubsub, 3)
+    state = pubsub.subscribed, sorted(pubsub.channels)
+    pubsub.close()
+    return (
+        first,
+        second,
+        third,
+        confirmations,
+        delivered,
+        shard,
+        messages,
+        pong,
+        pong_reply,
+        gone,
+        goodbyes,
+        state,
+    )
+
+
+@rd()
+def s_pubsub_listen_with_handlers(ctx: Ctx) -> Any:
+    r = _client(ctx, decode_responses=True)
+    seen: list[Any] = []
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(**{ctx.key("h"): seen.append})
+    pubsub.subscribe(ctx.key("plain"))
+    for i in range(3):
+        r.publish(ctx.key("h"), f"handled {i}")
+    r.publish(ctx.key("plain"), "listened")
+    listened = None
+    for message in pubsub.listen():
+        if message["type"] == "message":
+            listened = message
+            break
+    pubsub.close()
+    return seen, listened
+
+
+@rd()
+def s_pubsub_worker_thread(ctx: Ctx) -> Any:
+    import threading
+
+    r = _client(ctx)
+    got: list[Any] = []
+    done = threading.Event()
+
+    def handle(message: Any) -> None:
+        got.append(message["data"])
+        if len(got) == 2:
+            done.set()
+
+    pubsub = r.pubsub()
+    pubsub.subscribe(**{ctx.key("t"): handle})
+    worker = pubsub.run_in_thread(sleep_time=0.01, daemon=True)
+    for _ in range(100):
+        if r.pubsub_numsub(ctx.key("t"))[0][1]:
+            break
+    r.publish(ctx.key("t"), "one")
+    r.publish(ctx.key("t"), "two")
+    done.wait(5)
+    worker.stop()
+    worker.join(5)
+    pubsub.close()
+    return got
+
+
+@rd()
+def s_pubsub_errors(ctx: Ctx) -> Any:
+    r = _client(ctx, client_name=ctx.key("sub").replace(":", "-"))
+    pubsub = r.pubsub()
+    outcomes: list[Any] = []
+    for call in (
+        lambda: pubsub.get_message(),  # no subscription yet: nothing to read
+        lambda: pubsub.listen().__next__(),
+    ):
+        try:
+            outcomes.append(call())
+        except Exception as exc:
+            outcomes.append((type(exc).__name__, str(exc)))
+    pubsub.subscribe(ctx.key("e"))
+    _drain(pubsub, 1)
+    r.execute_command("CLIENT", "KILL", "ID", _pubsub_id(r, ctx))
+    try:
+        outcomes.append(_drain(pubsub, 1, timeout=0.2))  # reconnects and resubscribes
+    except Exception as exc:
+        outcomes.append((type(exc).__name__, str(exc)))
+    outcomes.append(r.publish(ctx.key("e"), "after reconnect"))
+    outcomes.append(_drain(pubsub, 1))
+    pubsub.close()
+    pubsub.close()
+    return outcomes
+
+
+def _pubsub_id(r: Any, ctx: Ctx) -> int:
+    """The client id of this run's subscribed connection (named by the run: no other's)."""
+    for client in r.client_list():
+        if client.get("name") == ctx.key("sub").replace(":", "-") and client.get("sub") == "1":
+            return int(client["id"])
+    raise AssertionError("no subscribed connection")
+
+
+@rd(observed=False)
+def s_pubsub_connection_refused(ctx: Ctx) -> Any:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(port=_closed_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 1))
+    pubsub = client.pubsub()
+    pubsub.subscribe("channel")
+
+
+@rd()
+def s_asyncio_pubsub(ctx: Ctx) -> Any:
+    import redis.asyncio as aioredis
+
+    async def run() -> Any:
+        r = aioredis.Redis.from_url(ctx.redis_url)
+        pubsub = r.pubsub()
+        subscribed = await pubsub.subscribe(ctx.key("a")), await pubsub.psubscribe(ctx.key("p*"))
+        got: list[Any] = []
+
+        async def drain(count: int) -> None:
+            for _ in range(60):
+                message = await pubsub.get_message(timeout=0.05)
+                if message:
+                    got.append(message)
+                if len(got) == count:
+                    return
+
+        await drain(2)
+        delivered = await r.publish(ctx.key("a"), "x"), await r.publish(ctx.key("pq"), "y")
+        pong = await pubsub.ping()
+        await drain(5)
+        await pubsub.unsubscribe()
+        await pubsub.punsubscribe()
+        await pubsub.aclose()
+        await r.aclose()
+        return subscribed, delivered, pong, got
+
+    return asyncio.run(run())
+
+
+@rd()
+def s_monitor(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    with r.monitor() as monitor:
+        r.set(ctx.key("m"), "watched")
+        for _ in range(10_000):  # the shared server's other clients are seen too
+            seen = monitor.next_command()
+            if ctx.prefix in seen["command"]:
+                break
+    return {k: seen[k] for k in ("command", "db")}
+
+
+@rd()
+def s_transaction_error_returned(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    r.set(ctx.key("s"), "text")
+    with r.pipeline() as pipe:
+        pipe.set(ctx.key("a"), 1).incr(ctx.key("s")).hgetall(ctx.key("none")).get(ctx.key("a"))
+        replies = pipe.execute(raise_on_error=False)
+    return [(type(x).__name__, str(x)) if isinstance(x, Exception) else x for x in replies]
+
+
+@rd()
+def s_script_in_watched_pipeline(ctx: Ctx) -> Any:
+    r = _client(ctx)
+    script = r.register_script("return redis.call('INCR', KEYS[1])")
+    with r.pipeline() as pipe:
+        pipe.watch(ctx.key("n"))
+        before = pipe.get(ctx.key("n"))
+        pipe.multi()
+        script(keys=[ctx.key("n")], client=pipe)
+        pipe.get(ctx.key("n"))
+        return before, pipe.execute(), pipe.watching
