@@ -413,3 +413,94 @@ def s_async_errors_and_rollback(ctx: Ctx) -> Any:
             return caught.value.sqlstate, await cur.fetchall()
 
     return asyncio.run(run())
+
+
+def _results(cur: Any) -> list[Any]:
+    """Every result set of the cursor: (rowcount, statusmessage, rows or None)."""
+    found = []
+    while True:
+        rows = cur.fetchall() if cur.description else None
+        found.append((cur.rowcount, cur.statusmessage, rows))
+        if not cur.nextset():
+            return found
+
+
+@pg()
+def s_several_statements_and_their_results(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO t (x) VALUES ('a'), ('b'); UPDATE t SET n = 1; SELECT x FROM t ORDER BY x;"
+            " WITH gone AS (DELETE FROM t WHERE x = 'a' RETURNING 1) SELECT count(*) FROM gone"
+        )
+        return _results(cur)
+
+
+@pg()
+def s_executemany_returning_results(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn, conn.cursor() as cur:
+        rows = [("a",), ("b",), ("c",)]
+        cur.executemany("INSERT INTO t (x) VALUES (%s) RETURNING id, x", rows, returning=True)
+        first = _results(cur)
+        cur.executemany("UPDATE t SET n = %s RETURNING x", [(1,), (2,)], returning=True)
+        return first, _results(cur)
+
+
+@pg()
+def s_executemany_failing_midway(ctx: Ctx) -> Any:
+    with _connect(ctx, autocommit=True) as conn, conn.cursor() as cur:
+        with pytest.raises(psycopg.errors.UniqueViolation) as caught:
+            cur.executemany("INSERT INTO t (x) VALUES (%s)", [("a",), ("b",), ("a",), ("c",)])
+        after = cur.rowcount, cur.statusmessage, conn.execute("SELECT count(*) FROM t").fetchall()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            cur.executemany(
+                "INSERT INTO t (x) VALUES (%s) RETURNING x", [("d",), ("d",)], returning=True
+            )
+        return str(caught.value), after, cur.rowcount, cur.statusmessage
+
+
+@pg()
+def s_pipeline_with_a_failing_statement(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn:
+        conn.commit()
+        cur = conn.cursor()
+        with pytest.raises(psycopg.errors.UniqueViolation) as caught, conn.pipeline():
+            cur.execute("INSERT INTO t (x) VALUES ('a') RETURNING id")
+            conn.execute("INSERT INTO t (x) VALUES ('a')")
+            conn.execute("UPDATE t SET n = 1")
+        state = cur.rowcount, cur.statusmessage, cur.fetchall(), conn.info.transaction_status.name
+        conn.rollback()
+        return str(caught.value), state, conn.execute("SELECT count(*) FROM t").fetchall()
+
+
+@pg()
+def s_pipeline_one_cursor_batches_and_syncs(ctx: Ctx) -> Any:
+    with _connect(ctx) as conn:
+        cur = conn.cursor()
+        with conn.pipeline() as pipeline:
+            cur.execute("INSERT INTO t (x) VALUES ('a'), ('b')")
+            cur.executemany("INSERT INTO t (x) VALUES (%s)", [("c",), ("d",)])
+            after_batch = cur.rowcount
+            cur.execute("UPDATE t SET n = 2 RETURNING x")
+            pipeline.sync()
+            updated = cur.rowcount, cur.statusmessage, sorted(cur.fetchall())
+            cur.execute("DELETE FROM t WHERE x = 'a'")
+        return after_batch, updated, cur.rowcount, cur.statusmessage
+
+
+@pg()
+def s_async_pipeline_and_failing_batch(ctx: Ctx) -> Any:
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(ctx.dsn) as conn:
+            await conn.execute("CREATE TEMP TABLE t (x text UNIQUE)")
+            cur = conn.cursor()
+            async with conn.pipeline():
+                await cur.execute("INSERT INTO t VALUES ('a'), ('b') RETURNING x")
+                await conn.execute("UPDATE t SET x = x || '!'")
+            piped = cur.rowcount, cur.statusmessage, await cur.fetchall()
+            with pytest.raises(psycopg.errors.UniqueViolation) as caught:
+                await cur.executemany(
+                    "INSERT INTO t VALUES (%s) RETURNING x", [("c",), ("c",)], returning=True
+                )
+            return piped, str(caught.value), cur.rowcount
+
+    return asyncio.run(run())
