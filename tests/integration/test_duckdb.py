@@ -413,3 +413,161 @@ def test_opentelemetry_instrument_picks_up_duckdb(tmp_path: Path):
     spans = [line for line in result.stdout.splitlines() if line.startswith('    "name": ')]
     expected = ["CREATE TABLE books", "INSERT books", "SELECT books", "SELECT books"]
     assert sorted(spans) == [f'    "name": "{n}",' for n in expected]
+
+
+def _df_insert(c: Any) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"v": [10, 11, 12]})  # found by DuckDB in this frame's locals
+    c.execute("INSERT INTO t SELECT * FROM frame")
+    assert len(frame) == 3
+
+
+_SETUP = "CREATE TABLE t (v INTEGER PRIMARY KEY CHECK (v > 0)); INSERT INTO t VALUES (1), (2), (3)"
+_RANGE = "INSERT INTO t SELECT range FROM range(10, 15)"
+_BELOW_3 = "UPDATE t SET v = v + 100 WHERE v < 3"
+# shape: (what it does on an observed connection, DuckDB's own count: the Count or the returned
+# rows of the same statement run on a raw connection, or the number itself)
+_DUCK_SHAPES: dict[str, tuple[Callable[[Any], Any], str | int]] = {
+    "insert-select": (lambda c: c.execute(_RANGE), _RANGE),
+    "insert-parameters": (lambda c: c.execute("INSERT INTO t VALUES (?), (?)", [10, 11]), 2),
+    "insert-returning-read": (lambda c: c.execute(_RANGE + " RETURNING v").fetchall(), _RANGE),
+    "insert-returning-df": (lambda c: c.execute(_RANGE + " RETURNING v").df(), _RANGE),
+    "update": (
+        lambda c: c.execute("UPDATE t SET v = v + 100 WHERE v < 3"),
+        "UPDATE t SET v = v + 100 WHERE v < 3",
+    ),
+    "update-returning-fetchnumpy": (
+        lambda c: c.execute("UPDATE t SET v = v + 100 RETURNING v").fetchnumpy(),
+        "UPDATE t SET v = v + 100",
+    ),
+    "delete": (lambda c: c.execute("DELETE FROM t WHERE v >= 2"), "DELETE FROM t WHERE v >= 2"),
+    "delete-returning-fetchone-to-end": (
+        lambda c: [c.execute("DELETE FROM t RETURNING v").fetchmany(2), c.fetchone(), c.fetchone()],
+        "DELETE FROM t",
+    ),
+    "executemany": (lambda c: c.executemany("INSERT INTO t VALUES (?)", [(10,), (11,), (12,)]), 3),
+    "executemany-update": (
+        lambda c: c.executemany("UPDATE t SET v = v + ? WHERE v >= ?", [(100, 1), (1000, 2)]),
+        6,
+    ),
+    "insert-from-a-local-dataframe": (_df_insert, 3),
+    "insert-or-replace": (
+        lambda c: c.execute("INSERT OR REPLACE INTO t VALUES (1), (20)"),
+        "INSERT OR REPLACE INTO t VALUES (1), (20)",
+    ),
+    "on-conflict-do-nothing": (
+        lambda c: c.execute("INSERT INTO t VALUES (1), (20) ON CONFLICT DO NOTHING"),
+        "INSERT INTO t VALUES (1), (20) ON CONFLICT DO NOTHING",
+    ),
+    "cte-insert": (
+        lambda c: c.execute("WITH x AS (SELECT 10 AS v) INSERT INTO t SELECT v FROM x"),
+        "WITH x AS (SELECT 10 AS v) INSERT INTO t SELECT v FROM x",
+    ),
+    "sql-insert": (lambda c: c.sql(_RANGE), _RANGE),
+    "sql-insert-returning-unread": (lambda c: c.sql(_RANGE + " RETURNING v"), _RANGE),
+    "sql-update": (lambda c: c.sql("UPDATE t SET v = v + 100"), "UPDATE t SET v = v + 100"),
+    "module-execute": (lambda c: duckdb.execute(_RANGE, connection=c), _RANGE),
+    "prepared-statement": (
+        lambda c: c.execute(c.extract_statements("INSERT INTO t VALUES (?), (?)")[0], [10, 11]),
+        2,
+    ),
+    "relation-insert": (lambda c: c.table("t").insert([10]), 1),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_DUCK_SHAPES))
+def test_writes_equal_duckdbs_own_count_for_every_statement_shape(shape, duck):
+    run, truth = _DUCK_SHAPES[shape]
+    if isinstance(truth, str):
+        twin = raw_connect()
+        twin.execute(_SETUP)
+        truth = twin.execute(truth).fetchall()[0][0]
+    c = duckdb.connect()
+    c.execute(_SETUP)
+    dbpulse.testing.reset()
+    run(c)
+    assert truth > 0
+    assert sum(instrumentor.OPERATIONS.writes_snapshot().values()) == truth
+
+
+def test_copy_counts_the_rows_copied_in_and_none_out(tmp_path: Path, duck):
+    data = tmp_path / "v.csv"
+    data.write_text("v\n10\n11\n12\n13\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("v\n20\n21\nx\n")
+    c = duckdb.connect()
+    c.execute(_SETUP)
+    dbpulse.testing.reset()
+    assert c.execute(f"COPY t FROM '{data}' (HEADER)").fetchall() == [(4,)]
+    with pytest.raises(duckdb.ConversionException):
+        c.execute(f"COPY t FROM '{bad}' (HEADER)")  # one statement: nothing of it stays
+    c.execute(f"COPY t TO '{tmp_path / 'out.csv'}'")
+    assert c.execute("SELECT count(*) FROM t").fetchone() == (7,)
+    assert sum(instrumentor.OPERATIONS.writes_snapshot().values()) == 4
+
+
+def test_what_duckdb_does_not_count_follows_the_rule(duck):
+    """DuckDB gives no count for these (rowcount -1, or one result for several statements):
+    RETURNING rows through ``execute`` count as they are read, several statements count the
+    last one's rows, a failed executemany counts none, relational ``insert_into`` one row, and
+    CREATE TABLE AS (DDL) none."""
+    c = duckdb.connect()
+    c.execute(_SETUP)
+    dbpulse.testing.reset()
+
+    def written() -> int:
+        return sum(instrumentor.OPERATIONS.writes_snapshot().values())
+
+    c.execute(_RANGE + " RETURNING v")  # five rows written, none read
+    assert written() == 0
+    assert len(c.execute("INSERT INTO t VALUES (20), (21) RETURNING v").fetchmany(1)) == 1
+    assert written() == 1
+    c.execute("INSERT INTO t VALUES (30); UPDATE t SET v = v + 100")  # 1 + 11 rows
+    assert written() == 1 + 11
+    with pytest.raises(duckdb.ConstraintException):
+        c.executemany("INSERT INTO t VALUES (?)", [(40,), (-1,)])  # 40 stays (autocommit)
+    assert written() == 12
+    c.sql("SELECT range + 50 AS v FROM range(4)").insert_into("t")
+    c.sql("SELECT * FROM t").create("t_copy")
+    c.execute("CREATE TABLE t_again AS SELECT * FROM t")
+    assert written() == 12 + 1
+    assert c.execute("SELECT count(*) FROM t").fetchone() == (3 + 5 + 2 + 1 + 1 + 4,)
+
+
+def test_python_objects_the_query_names_are_found_in_the_callers_scope(duck):
+    """DuckDB reads a DataFrame a query names from its caller's locals and globals: through
+    dbpulse's proxies the caller is still the application."""
+    import pandas as pd
+
+    c = duckdb.connect()
+    local_frame = pd.DataFrame({"v": [1, 2, 3]})
+    assert len(local_frame) == 3
+    assert c.execute("SELECT sum(v) FROM local_frame").fetchall() == [(6,)]
+    assert c.sql("SELECT count(*) FROM local_frame").fetchall() == [(3,)]
+    assert c.table("local_frame").fetchall() == [(1,), (2,), (3,)]
+    assert duckdb.sql("SELECT max(v) FROM local_frame").fetchall() == [(3,)]
+    rel = c.sql("SELECT 1 AS v")
+    assert rel.query("r", "SELECT count(*) FROM local_frame, r").fetchall() == [(3,)]
+
+    def nested() -> Any:
+        nested_frame = pd.DataFrame({"w": [7]})
+        assert len(nested_frame) == 1
+        return c.execute("SELECT w FROM nested_frame").fetchall()
+
+    assert nested() == [(7,)]
+    with pytest.raises(duckdb.CatalogException):  # as without dbpulse: only the caller's frame
+        c.execute("SELECT * FROM nested_frame")
+
+
+def test_duckdbs_warnings_point_at_the_application_line(duck):
+    def warned(conn: Any) -> Any:
+        conn.execute("SELECT 1 AS v")
+        with pytest.warns(UserWarning) as caught:
+            conn.to_arrow_table()
+        return [(w.filename, w.lineno - caught[0].lineno) for w in caught], caught[0].lineno
+
+    raw, raw_line = warned(raw_connect())
+    observed, observed_line = warned(duckdb.connect())
+    assert observed == raw and observed_line == raw_line
+    assert raw[0][0] == __file__

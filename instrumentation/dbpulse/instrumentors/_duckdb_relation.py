@@ -11,7 +11,8 @@ asked for), every other method returns its result with relations wrapped again, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -21,7 +22,7 @@ from dbpulse.core.pipeline import Call, traced_call
 from dbpulse.core.state import Switch
 from dbpulse.core.statements import Database, Statement, statement
 
-__all__ = ["SWITCH", "Observed", "RelationProxy", "unwrapped"]
+__all__ = ["SWITCH", "Observed", "RelationProxy", "in_app_scope", "unwrapped"]
 
 SWITCH = Switch("duckdb")
 _SYSTEM = "duckdb"
@@ -50,6 +51,55 @@ _RUNS = {**dict.fromkeys(_READS, "{sql}"), **_WRITES}
 _TARGET_KEYWORDS = ("table_name", "view_name", "file_name")
 # DuckDB names the steps of a built relation with random suffixes; one text per shape of query.
 _RANDOM_ALIAS = re.compile(r'"([A-Za-z_]+)_[0-9a-f]{16}"')
+
+
+# The modules whose frames stand between the application and DuckDB.
+_OWN_FRAMES = frozenset(
+    (
+        "dbpulse.instrumentors.duckdb",
+        "dbpulse.instrumentors._duckdb_relation",
+        "dbpulse.core.pipeline",
+    )
+)
+_IN_SCOPE = "__dbpulse_fn__(*__dbpulse_args__, **__dbpulse_kwargs__)"
+_SCOPED: dict[tuple[str, int], Any] = {}
+
+
+def _scoped_call(frame: Any) -> Any:
+    """The compiled call, placed at the caller's file and line (so DuckDB's warnings point
+    where they point without dbpulse); one per call site."""
+    site = (frame.f_code.co_filename, frame.f_lineno or 1)
+    code = _SCOPED.get(site)
+    if code is None:
+        if len(_SCOPED) >= 4096:
+            _SCOPED.clear()
+        code = _SCOPED[site] = compile("\n" * (site[1] - 1) + _IN_SCOPE, site[0], "eval")
+    return code
+
+
+def in_app_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a DuckDB method) called as if from the application's frame.
+
+    DuckDB finds the Python objects a query names (``SELECT * FROM df``, a DataFrame local to
+    the caller) in the locals and globals of the frame that called it, and attributes its
+    warnings to that frame, which would be dbpulse's: the call is evaluated with the
+    application's globals, a copy of its locals, at its file and line."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_globals.get("__name__") in _OWN_FRAMES:
+            frame = frame.f_back
+        if frame is None:
+            return fn(*args, **kwargs)
+        scope_globals = frame.f_globals
+        found = frame.f_locals
+        scope = {} if found is scope_globals else dict(found)
+        scope["__dbpulse_fn__"] = fn
+        scope["__dbpulse_args__"] = args
+        scope["__dbpulse_kwargs__"] = kwargs
+        return eval(_scoped_call(frame), scope_globals, scope)  # a fixed call, compiled once
+
+    return call
 
 
 class Observed(wrapt.ObjectProxy):
@@ -124,20 +174,21 @@ class RelationProxy(Observed):
 
             def built(*args: Any, **kwargs: Any) -> Any:
                 args, kwargs = unwrapped(args, kwargs)
-                return self._rewrap(value(*args, **kwargs))
+                return self._rewrap(in_app_scope(value)(*args, **kwargs))
 
             return built
 
         def runs(*args: Any, **kwargs: Any) -> Any:
             args, kwargs = unwrapped(args, kwargs)
+            call = in_app_scope(value)
             if not SWITCH.on:
-                return value(*args, **kwargs)
+                return call(*args, **kwargs)
             stmt = self._statement(template, args, kwargs)
             params = (args[0] if args else kwargs.get("values")) if name == "insert" else None
             params = self._self_params if params is None else params
             if name == "iter_rows":
-                return _rows(self._self_db, stmt, params, value(*args, **kwargs))
-            return traced_call(SWITCH, self._self_db, stmt, params, value, args, kwargs)
+                return _rows(self._self_db, stmt, params, call(*args, **kwargs))
+            return traced_call(SWITCH, self._self_db, stmt, params, call, args, kwargs)
 
         return runs
 

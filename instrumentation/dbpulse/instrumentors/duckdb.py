@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import duckdb
@@ -39,7 +39,13 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from dbpulse.core.pipeline import traced_batch, traced_call
 from dbpulse.core.statements import Database, Statement, database, statement, statement_cache
-from dbpulse.instrumentors._duckdb_relation import SWITCH, Observed, RelationProxy, unwrapped
+from dbpulse.instrumentors._duckdb_relation import (
+    SWITCH,
+    Observed,
+    RelationProxy,
+    in_app_scope,
+    unwrapped,
+)
 from dbpulse.telemetry.metrics import OPERATIONS
 
 __all__ = ["SWITCH", "DuckDBInstrumentor"]
@@ -131,6 +137,32 @@ def _held_count(result: Any) -> int:
     return int(rows[0][0]) if len(rows) == 1 else -1
 
 
+def _held_rows(result: Any) -> int:
+    """Rows changed by a ``RETURNING`` write that ``sql()`` ran: one per row it returned, in
+    the relation DuckDB keeps (counted there; the application's rows stay unread)."""
+    return len(result) if isinstance(result, _Relation) else -1
+
+
+def _none(_source: Any) -> int:
+    return 0
+
+
+# The connection's fetch methods, and how many rows each result they return holds.
+_FETCHES: dict[str, Callable[[Any], int]] = {
+    "fetchone": lambda row: 0 if row is None else 1,
+    "fetchmany": len,
+    "fetchall": len,
+    "fetchdf": len,
+    "fetch_df": len,
+    "df": len,
+    "pl": len,
+    "fetchnumpy": lambda columns: len(next(iter(columns.values()))) if columns else 0,
+    "arrow": lambda table: int(table.num_rows),
+    "fetch_arrow_table": lambda table: int(table.num_rows),
+    "to_arrow_table": lambda table: int(table.num_rows),
+}
+
+
 def _statement_for(query: Any) -> Statement | None:
     sql = _query_text(query)
     if sql is None:
@@ -144,6 +176,17 @@ class _ConnectionProxy(Observed):
     def __init__(self, connection: Any, db: Database) -> None:
         super().__init__(connection)
         self._self_db = db
+        # The RETURNING write whose rows the connection holds: DuckDB gives no count for it
+        # (rowcount is -1), so its rows are counted as the application reads them.
+        self._self_returning: Statement | None = None
+
+    def _read(self, rows: int) -> None:
+        stmt = self._self_returning
+        if stmt is not None and rows > 0:
+            try:
+                OPERATIONS.add_rows(stmt.series_for(self._self_db, None), rows, (), stmt)
+            except Exception:
+                pass
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
@@ -166,20 +209,28 @@ class _ConnectionProxy(Observed):
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         raw = self.__wrapped__
+        run = in_app_scope(raw.execute)
+        self._self_returning = None
         stmt = _statement_for(args[0] if args else kwargs.get("query")) if SWITCH.on else None
         if stmt is None:
-            return self._rewrap(raw.execute(*args, **kwargs))
+            return self._rewrap(run(*args, **kwargs))
         params = args[1] if len(args) > 1 else kwargs.get("parameters")
+        returning = stmt.returning
         result = traced_call(
-            SWITCH, self._self_db, stmt, params, raw.execute, args, kwargs, _rowcount, raw
-        )
+            SWITCH, self._self_db, stmt, params, run, args, kwargs,
+            _none if returning else _rowcount, raw,
+        )  # fmt: skip
+        if returning:
+            self._self_returning = stmt
         return self._rewrap(result)
 
     def executemany(self, *args: Any, **kwargs: Any) -> Any:
         raw = self.__wrapped__
+        run = in_app_scope(raw.executemany)
+        self._self_returning = None
         stmt = _statement_for(args[0] if args else kwargs.get("query")) if SWITCH.on else None
         if stmt is None:
-            return self._rewrap(raw.executemany(*args, **kwargs))
+            return self._rewrap(run(*args, **kwargs))
         rows_at: int | str | None = 1 if len(args) > 1 else None
         if rows_at is None and "parameters" in kwargs:
             rows_at = "parameters"
@@ -189,7 +240,7 @@ class _ConnectionProxy(Observed):
             self._self_db,
             stmt,
             rows,
-            raw.executemany,
+            run,
             args,
             kwargs,
             rows_at=rows_at,
@@ -199,7 +250,7 @@ class _ConnectionProxy(Observed):
         return self._rewrap(result)
 
     def _relation_query(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        method = getattr(self.__wrapped__, name)
+        method = in_app_scope(getattr(self.__wrapped__, name))
         query: Any = args[0] if args else kwargs.get("query")
         sql = _query_text(query) if SWITCH.on else None
         if sql is None:
@@ -212,11 +263,8 @@ class _ConnectionProxy(Observed):
             runs_now, lazy_text = not lazy, (sql if lazy else None)
         if runs_now:
             stmt = _STATEMENTS.get(sql) or statement(_SYSTEM, sql)
-            counts = stmt.is_write and "RETURNING" not in stmt.text.upper()
-            result = traced_call(
-                SWITCH, self._self_db, stmt, params, method, args, kwargs,
-                _held_count if counts else None,
-            )  # fmt: skip
+            count = (_held_rows if stmt.returning else _held_count) if stmt.is_write else None
+            result = traced_call(SWITCH, self._self_db, stmt, params, method, args, kwargs, count)
         else:
             result = method(*args, **kwargs)  # builds (binds) the relation; nothing runs
         if lazy_text is not None and isinstance(result, _Relation):
@@ -238,7 +286,23 @@ def _passing(name: str) -> Any:
 
     def method(self: _ConnectionProxy, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = unwrapped(args, kwargs)
-        return self._rewrap(getattr(self.__wrapped__, name)(*args, **kwargs))
+        return self._rewrap(in_app_scope(getattr(self.__wrapped__, name))(*args, **kwargs))
+
+    method.__name__ = name
+    return method
+
+
+def _fetch(name: str, rows_of: Callable[[Any], int]) -> Any:
+    """A fetch of the connection's result; the rows of a RETURNING write are counted as read."""
+
+    def method(self: _ConnectionProxy, *args: Any, **kwargs: Any) -> Any:
+        result = in_app_scope(getattr(self.__wrapped__, name))(*args, **kwargs)
+        if self._self_returning is not None:
+            try:
+                self._read(rows_of(result))
+            except Exception:
+                pass
+        return result
 
     method.__name__ = name
     return method
@@ -246,6 +310,9 @@ def _passing(name: str) -> Any:
 
 for _name in _PASSING:
     setattr(_ConnectionProxy, _name, _passing(_name))
+for _name, _rows_of in _FETCHES.items():
+    if callable(getattr(_Connection, _name, None)):
+        setattr(_ConnectionProxy, _name, _fetch(_name, _rows_of))
 
 
 def _database_of(connection: Any) -> Database:
