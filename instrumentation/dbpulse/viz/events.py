@@ -122,7 +122,7 @@ def normalize_event(raw: Any, index: int, received: float) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise PayloadError(f"events[{index}] must be an object")
     kind = raw.get("type", "db_write")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
         raise PayloadError(f"events[{index}].type must be one of {sorted(EVENT_TYPES)}")
     operation = _short_str(raw, "operation", index, 32)
     if not operation:
