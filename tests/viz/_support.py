@@ -56,6 +56,46 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def exchange(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Send ``request`` on a fresh connection; the answer's status and body (it must come
+    within ``timeout`` seconds)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in answer or not _complete(answer):
+            assert time.monotonic() < deadline, f"no answer within {timeout} s: {answer[:200]!r}"
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"no answer within {timeout} s to {request[:300]!r}") from None
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), (
+        f"{answer[:200]!r} for {request[:300]!r}"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False  # read until the server closes (Connection: close)
+
+
+def http_request(
+    method: str, target: str, headers: list[tuple[str, bytes]], body: bytes = b""
+) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1".encode()]
+    lines += [name.encode() + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 @contextmanager
 def viz_server(**overrides: Any) -> Iterator[VizServer]:
     server = VizServer(VizConfig(**{"port": 0, **overrides})).start()
