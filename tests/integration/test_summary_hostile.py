@@ -5,7 +5,6 @@ server's own 4xx, never a 5xx or an error logged; a WebSocket handshake is refus
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,18 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dbpulse
-from tests.viz._support import exchange, free_port, http_request
+from tests.viz._support import ErrorLog, exchange, free_port, http_request
 
 MOUNT = "/api/metrics/database"
-
-
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(f"{record.name}: {record.getMessage()}")
 
 
 @contextmanager
@@ -96,52 +86,44 @@ _requests = st.fixed_dictionaries(
 
 @pytest.mark.parametrize("kind", sorted(SERVERS))
 def test_summary_apps_never_answer_5xx(kind: str, otel: Any) -> None:
-    errors = _Errors()
-    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "dbpulse")]
-    for logger in loggers:
-        logger.addHandler(errors)
     seen: dict[int, int] = {}
-    try:
-        with SERVERS[kind]() as port:
+    with ErrorLog("uvicorn.error", "dbpulse") as errors, SERVERS[kind]() as port:
 
-            @settings(
-                max_examples=60,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(request=_requests)
-            def one(request: dict[str, Any]) -> None:
-                headers = [("Host", b"127.0.0.1"), *((k, v) for k, v in request["headers"])]
-                headers += [("Content-Length", str(len(request["body"])).encode())]
-                headers += [("Connection", b"close")]
-                raw = http_request(request["method"], request["path"], headers, request["body"])
-                status, _ = exchange(port, raw)
-                seen[status] = seen.get(status, 0) + 1
-                assert status < 500, (status, raw[:300])
+        @settings(
+            max_examples=60,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(request=_requests)
+        def one(request: dict[str, Any]) -> None:
+            headers = [("Host", b"127.0.0.1"), *((k, v) for k, v in request["headers"])]
+            headers += [("Content-Length", str(len(request["body"])).encode())]
+            headers += [("Connection", b"close")]
+            raw = http_request(request["method"], request["path"], headers, request["body"])
+            status, _ = exchange(port, raw)
+            seen[status] = seen.get(status, 0) + 1
+            assert status < 500, (status, raw[:300])
 
-            one()
-            handshake = http_request(
-                "GET",
-                MOUNT,
-                [
-                    ("Host", b"127.0.0.1"),
-                    ("Upgrade", b"websocket"),
-                    ("Connection", b"Upgrade"),
-                    ("Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
-                    ("Sec-WebSocket-Version", b"13"),
-                ],
-            )
-            # before: 500 and "ASGI callable returned without completing handshake" (ERROR)
-            status, _ = exchange(port, handshake)
-            assert status in (403, 200), status  # wsgiref knows no WebSocket: a plain GET
-            plain = [("Host", b"127.0.0.1"), ("Connection", b"close")]
-            good = exchange(port, http_request("GET", MOUNT + "/", plain))
-            assert good[0] == 200 and "total_operations" in json.loads(good[1])
-    finally:
-        for logger in loggers:
-            logger.removeHandler(errors)
+        one()
+        handshake = http_request(
+            "GET",
+            MOUNT,
+            [
+                ("Host", b"127.0.0.1"),
+                ("Upgrade", b"websocket"),
+                ("Connection", b"Upgrade"),
+                ("Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", b"13"),
+            ],
+        )
+        # before: 500 and "ASGI callable returned without completing handshake" (ERROR)
+        status, _ = exchange(port, handshake)
+        assert status in (403, 200), status  # wsgiref knows no WebSocket: a plain GET
+        plain = [("Host", b"127.0.0.1"), ("Connection", b"close")]
+        good = exchange(port, http_request("GET", MOUNT + "/", plain))
+        assert good[0] == 200 and "total_operations" in json.loads(good[1])
     print(f"\n{kind}: statuses {dict(sorted(seen.items()))}")
     assert seen.get(200) and seen.get(405)
-    assert not errors.records, errors.records
+    assert not errors.records, errors.messages()

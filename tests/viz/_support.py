@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -94,6 +95,31 @@ def http_request(
     lines = [f"{method} {target} HTTP/1.1".encode()]
     lines += [name.encode() + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class ErrorLog(logging.Handler):
+    """ERROR records of the given loggers (uvicorn's, dbpulse's) while in use: a traceback
+    there is a bug even when the client got an answer."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(logging.ERROR)
+        self.names = names or ("uvicorn.error", "dbpulse")
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [f"{r.name}: {r.getMessage()}" for r in self.records]
+
+    def __enter__(self) -> ErrorLog:
+        for name in self.names:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.names:
+            logging.getLogger(name).removeHandler(self)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ server must log no error, and ``/healthz`` must say ``ok`` at the end.
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import struct
 import time
@@ -28,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from dbpulse.viz import VizServer
-from tests.viz._support import exchange, http_request, viz_server
+from tests.viz._support import ErrorLog, exchange, http_request, viz_server
 
 TOKEN = "raw-fuzz-token"
 PATHS = [
@@ -55,31 +54,14 @@ FUZZ = settings(
 )
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [f"{r.name}: {r.getMessage()}" for r in self.records]
+@pytest.fixture(scope="module")
+def errors() -> Iterator[ErrorLog]:
+    with ErrorLog("uvicorn.error", "dbpulse.viz") as log:
+        yield log
 
 
 @pytest.fixture(scope="module")
-def errors() -> Iterator[_Errors]:
-    handler = _Errors()
-    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "dbpulse.viz")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield handler
-    for logger in loggers:
-        logger.removeHandler(handler)
-
-
-@pytest.fixture(scope="module")
-def server(errors: _Errors) -> Iterator[VizServer]:
+def server(errors: ErrorLog) -> Iterator[VizServer]:
     with viz_server(token=TOKEN, rate_limit_per_s=0, body_timeout_s=1.0) as running:
         yield running
         assert_healthy(running)
@@ -210,7 +192,7 @@ def requests(draw: st.DrawFn, port_host: bytes) -> bytes:
 # the fuzz -----------------------------------------------------------------------------------
 
 
-def test_raw_http_fuzz_never_gets_a_5xx(server: VizServer, errors: _Errors) -> None:
+def test_raw_http_fuzz_never_gets_a_5xx(server: VizServer, errors: ErrorLog) -> None:
     port_host = f"127.0.0.1:{server.port}".encode()
     statuses: dict[int, int] = {}
 
@@ -227,7 +209,7 @@ def test_raw_http_fuzz_never_gets_a_5xx(server: VizServer, errors: _Errors) -> N
     assert_healthy(server)
 
 
-def test_emit_body_fuzz_gets_202_or_a_clear_4xx(server: VizServer, errors: _Errors) -> None:
+def test_emit_body_fuzz_gets_202_or_a_clear_4xx(server: VizServer, errors: ErrorLog) -> None:
     """Right headers, bodies of every shape: accepted, or refused saying why."""
     host = f"127.0.0.1:{server.port}".encode()
     seen: dict[int, int] = {}
@@ -258,7 +240,7 @@ def test_emit_body_fuzz_gets_202_or_a_clear_4xx(server: VizServer, errors: _Erro
     assert not errors.records, errors.messages()
 
 
-def test_view_query_fuzz_gets_200_or_422(server: VizServer, errors: _Errors) -> None:
+def test_view_query_fuzz_gets_200_or_422(server: VizServer, errors: ErrorLog) -> None:
     """Each viewing endpoint with every kind of value for its parameters (each named once)."""
     seen: dict[int, int] = {}
     views = ["/api/viz/recent", "/api/viz/replay", "/api/viz/top", "/api/viz/stats"]
@@ -298,7 +280,7 @@ _frames = st.lists(
 )
 
 
-def test_websocket_frame_fuzz_is_ignored(server: VizServer, errors: _Errors) -> None:
+def test_websocket_frame_fuzz_is_ignored(server: VizServer, errors: ErrorLog) -> None:
     url = server.url.replace("http", "ws", 1) + f"/ws/viz?token={TOKEN}"
 
     @settings(FUZZ, max_examples=40)
@@ -376,7 +358,7 @@ def test_a_body_that_never_arrives_is_a_408(server: VizServer) -> None:
     assert_healthy(server)
 
 
-def test_a_broken_chunked_body_logs_no_traceback(server: VizServer, errors: _Errors) -> None:
+def test_a_broken_chunked_body_logs_no_traceback(server: VizServer, errors: ErrorLog) -> None:
     # before: uvicorn answered 400 but the app logged "Exception in ASGI application"
     # (starlette's ClientDisconnect escaped the emit handler)
     before = len(errors.records)
@@ -454,7 +436,7 @@ def _close_code(sock: socket.socket) -> int:
 
 
 def test_binary_frames_are_ignored_and_bad_frames_close_cleanly(
-    server: VizServer, errors: _Errors
+    server: VizServer, errors: ErrorLog
 ) -> None:
     # before: a binary frame ended the handler and the socket dropped without a close (1006)
     url = server.url.replace("http", "ws", 1) + f"/ws/viz?token={TOKEN}"

@@ -9,7 +9,6 @@ describes. Examples are few per endpoint so the whole run stays within a few ten
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dbpulse.viz import VizServer, create_app
-from tests.viz._support import viz_server
+from tests.viz._support import ErrorLog, viz_server
 
 TOKEN = "schema-fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,33 +42,18 @@ schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.N
 STATUSES: Counter[int] = Counter()
 
 
-class _Errors(logging.Handler):
-    """ERROR records of the server's loggers: a traceback there is a bug even if the client
-    got an answer."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
-def fuzzed() -> Iterator[tuple[VizServer, _Errors]]:
-    errors = _Errors()
-    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "dbpulse.viz", "fastapi")]
-    for logger in loggers:
-        logger.addHandler(errors)
+def fuzzed() -> Iterator[VizServer]:
     # No rate limit here: the fuzz should reach the endpoints, not the 429 (tested elsewhere).
-    with viz_server(token=TOKEN, rate_limit_per_s=0) as server:
-        yield server, errors
+    with (
+        ErrorLog("uvicorn.error", "dbpulse.viz", "fastapi") as errors,
+        viz_server(token=TOKEN, rate_limit_per_s=0) as server,
+    ):
+        yield server
         with httpx.Client(base_url=server.url) as http:
             health = http.get("/healthz")
         assert health.status_code == 200 and health.json()["status"] == "ok", health.text
-    for logger in loggers:
-        logger.removeHandler(errors)
-    assert not errors.records, [r.getMessage() for r in errors.records]
+    assert not errors.records, errors.messages()
     print(f"\nschemathesis: {sum(STATUSES.values())} requests, statuses {dict(STATUSES)}")
     if len(STATUSES) > 1:  # the whole module ran: fitting and breaking requests were both sent
         assert any(s < 300 for s in STATUSES) and any(400 <= s < 500 for s in STATUSES)
@@ -84,10 +68,7 @@ def fuzzed() -> Iterator[tuple[VizServer, _Errors]]:
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-def test_no_5xx_and_every_answer_is_documented(
-    case: Any, fuzzed: tuple[VizServer, _Errors]
-) -> None:
-    server, _ = fuzzed
-    response = case.call(base_url=server.url, headers=AUTH, timeout=10)
+def test_no_5xx_and_every_answer_is_documented(case: Any, fuzzed: VizServer) -> None:
+    response = case.call(base_url=fuzzed.url, headers=AUTH, timeout=10)
     STATUSES[response.status_code] += 1
     case.validate_response(response, checks=CHECKS)
