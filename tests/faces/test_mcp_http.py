@@ -20,13 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
 from dbpulse.faces.mcp_server import TOOLS
 from tests.harness.processes import free_port
+from tests.viz._support import FUZZ
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEAD = "http://127.0.0.1:1"  # nothing listens on port 1
@@ -209,13 +210,7 @@ def test_json_rpc_fuzz_never_gets_a_5xx(mcp_http: McpHttp) -> None:
     session = {"mcp-session-id": mcp_http.session()}
     seen: dict[int, int] = {}
 
-    @settings(
-        max_examples=60,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(FUZZ, max_examples=60)
     @given(message=st.one_of(_messages, st.lists(_messages, max_size=3), _json))
     def one(message: Any) -> None:
         response = mcp_http.post(json.dumps(message, allow_nan=True).encode(), raw=True, **session)

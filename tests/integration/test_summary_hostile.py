@@ -15,11 +15,11 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dbpulse
-from tests.viz._support import ErrorLog, exchange, free_port, http_request
+from tests.viz._support import FUZZ, ErrorLog, exchange, free_port, http_request
 
 MOUNT = "/api/metrics/database"
 
@@ -89,13 +89,7 @@ def test_summary_apps_never_answer_5xx(kind: str, otel: Any) -> None:
     seen: dict[int, int] = {}
     with ErrorLog("uvicorn.error", "dbpulse") as errors, SERVERS[kind]() as port:
 
-        @settings(
-            max_examples=60,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @settings(FUZZ, max_examples=60)
         @given(request=_requests)
         def one(request: dict[str, Any]) -> None:
             headers = [("Host", b"127.0.0.1"), *((k, v) for k, v in request["headers"])]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from websockets.sync.client import connect
@@ -95,6 +96,16 @@ def http_request(
     lines = [f"{method} {target} HTTP/1.1".encode()]
     lines += [name.encode() + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,  # the same examples every run: a failure is reproducible, CI is stable
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+"""Hypothesis settings of the HTTP fuzz tests; each passes its own ``max_examples``."""
 
 
 class ErrorLog(logging.Handler):

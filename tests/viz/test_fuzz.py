@@ -21,13 +21,13 @@ from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from dbpulse.viz import VizServer
-from tests.viz._support import ErrorLog, exchange, http_request, viz_server
+from tests.viz._support import FUZZ, ErrorLog, exchange, http_request, viz_server
 
 TOKEN = "raw-fuzz-token"
 PATHS = [
@@ -45,13 +45,6 @@ PATHS = [
     "/ws/viz",
     "/nope",
 ]
-FUZZ = settings(
-    max_examples=120,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +189,7 @@ def test_raw_http_fuzz_never_gets_a_5xx(server: VizServer, errors: ErrorLog) -> 
     port_host = f"127.0.0.1:{server.port}".encode()
     statuses: dict[int, int] = {}
 
-    @FUZZ
+    @settings(FUZZ, max_examples=120)
     @given(request=requests(port_host))
     def one(request: bytes) -> None:
         status, body = exchange(server.port, request)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dbpulse.viz import VizServer, create_app
-from tests.viz._support import ErrorLog, viz_server
+from tests.viz._support import FUZZ, ErrorLog, viz_server
 
 TOKEN = "schema-fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -60,14 +60,7 @@ def fuzzed() -> Iterator[VizServer]:
 
 
 @schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@settings(FUZZ, max_examples=25, phases=[Phase.explicit, Phase.generate])
 def test_no_5xx_and_every_answer_is_documented(case: Any, fuzzed: VizServer) -> None:
     response = case.call(base_url=fuzzed.url, headers=AUTH, timeout=10)
     STATUSES[response.status_code] += 1
