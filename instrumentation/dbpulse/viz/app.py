@@ -119,7 +119,7 @@ _EVENT_SCHEMA = {
         "source": {**_TEXT, "maxLength": 16},
         "timestamp": {"type": "number"},
         "count": {"type": "number", "minimum": 0, "maximum": 1e12},
-        "slot": {"type": ["integer", "null"]},
+        "slot": {"description": "the orb the sender asks for; anything but an integer is ignored"},
     },
 }
 EMIT_REQUEST_BODY: dict[str, Any] = {
