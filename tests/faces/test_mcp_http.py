@@ -206,12 +206,38 @@ _messages = st.fixed_dictionaries(
 )
 
 
+_ARGUMENT_NAMES = [
+    "db_path",
+    "time_range",
+    "service",
+    "flow_id",
+    "limit",
+    "stuck_after_s",
+    "filter",
+]
+_tool_calls = st.builds(
+    lambda i, name, arguments: {
+        "jsonrpc": "2.0",
+        "id": i,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    },
+    st.integers(0, 10**6),
+    st.one_of(st.sampled_from(TOOLS), st.text(max_size=12)),
+    st.dictionaries(
+        st.sampled_from(_ARGUMENT_NAMES),
+        st.one_of(st.sampled_from(["1h", "2h", "", ".*", "(("]), _json),
+        max_size=3,
+    ),
+)
+
+
 def test_json_rpc_fuzz_never_gets_a_5xx(mcp_http: McpHttp) -> None:
     session = {"mcp-session-id": mcp_http.session()}
     seen: dict[int, int] = {}
 
     @settings(FUZZ, max_examples=60)
-    @given(message=st.one_of(_messages, st.lists(_messages, max_size=3), _json))
+    @given(message=st.one_of(_tool_calls, _tool_calls, _messages, st.lists(_messages, max_size=2)))
     def one(message: Any) -> None:
         response = mcp_http.post(json.dumps(message, allow_nan=True).encode(), raw=True, **session)
         seen[response.status_code] = seen.get(response.status_code, 0) + 1
@@ -219,6 +245,7 @@ def test_json_rpc_fuzz_never_gets_a_5xx(mcp_http: McpHttp) -> None:
 
     one()
     print(f"\nMCP JSON-RPC fuzz: statuses {dict(sorted(seen.items()))}")
+    assert seen.get(200) and seen.get(400)  # tool calls were answered, junk was refused
     assert (
         mcp_http.post({"jsonrpc": "2.0", "id": 7, "method": "ping"}, **session).status_code == 200
     )
