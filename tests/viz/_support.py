@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from websockets.sync.client import connect
@@ -54,6 +56,81 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def exchange(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Send ``request`` on a fresh connection; the answer's status and body (it must come
+    within ``timeout`` seconds)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in answer or not _complete(answer):
+            assert time.monotonic() < deadline, f"no answer within {timeout} s: {answer[:200]!r}"
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"no answer within {timeout} s to {request[:300]!r}") from None
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), (
+        f"{answer[:200]!r} for {request[:300]!r}"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False  # read until the server closes (Connection: close)
+
+
+def http_request(
+    method: str, target: str, headers: list[tuple[str, bytes]], body: bytes = b""
+) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1".encode()]
+    lines += [name.encode() + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,  # the same examples every run: a failure is reproducible, CI is stable
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+"""Hypothesis settings of the HTTP fuzz tests; each passes its own ``max_examples``."""
+
+
+class ErrorLog(logging.Handler):
+    """ERROR records of the given loggers (uvicorn's, dbpulse's) while in use: a traceback
+    there is a bug even when the client got an answer."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(logging.ERROR)
+        self.names = names or ("uvicorn.error", "dbpulse")
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [f"{r.name}: {r.getMessage()}" for r in self.records]
+
+    def __enter__(self) -> ErrorLog:
+        for name in self.names:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.names:
+            logging.getLogger(name).removeHandler(self)
 
 
 @contextmanager

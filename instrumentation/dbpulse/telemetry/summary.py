@@ -179,8 +179,21 @@ def summary_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) ->
 
 
 async def summary_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A read-only ASGI app (mount it in FastAPI/Starlette) answering GET with the summary."""
-    if scope.get("type") != "http":
+    """A read-only ASGI app (mount it in FastAPI/Starlette) answering GET with the summary;
+    a WebSocket handshake is refused (403), other methods get 405."""
+    kind = scope.get("type")
+    if kind == "lifespan":  # served on its own: nothing to start or stop
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if kind == "websocket":  # closing before accepting refuses the handshake
+        await send({"type": "websocket.close", "code": 1008, "reason": "read-only HTTP endpoint"})
+        return
+    if kind != "http":
         return
     if scope.get("method", "GET") not in ("GET", "HEAD"):
         await send(

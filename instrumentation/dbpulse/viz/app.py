@@ -39,12 +39,25 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from dbpulse.viz.config import VizConfig
-from dbpulse.viz.events import EMIT_PATH, PayloadError, parse_payload
+from dbpulse.viz.events import (
+    EMIT_PATH,
+    EVENT_TYPES,
+    MAX_EVENTS_PER_REQUEST,
+    PayloadError,
+    parse_payload,
+)
 from dbpulse.viz.exposition import hub_registry
 from dbpulse.viz.guard import Guard
 from dbpulse.viz.hub import Client, Hub
@@ -58,8 +71,91 @@ STATIC_DIR = Path(__file__).parent / "static"
 WS_MAX_MESSAGE_BYTES = 1 << 20
 
 
+def _error_doc(description: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# What the OpenAPI document (``create_app().openapi()``) says beyond FastAPI's own: the guard's
+# refusals on every path, the emit body and its refusals. tests/viz/test_schema.py fuzzes the
+# server against it.
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error_doc("unknown Host, or a query parameter given twice"),
+    401: _error_doc("missing or wrong token"),
+    403: _error_doc("cross-origin request"),
+    429: _error_doc("over the client's rate limit (see Retry-After)"),
+}
+EMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "accepted",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"accepted": {"type": "integer", "minimum": 0}},
+                    "required": ["accepted"],
+                }
+            }
+        },
+    },
+    400: _error_doc("not JSON, or nested too deeply"),
+    408: _error_doc("body not received in time"),
+    413: _error_doc("body too large"),
+    415: _error_doc("not application/json"),
+    422: _error_doc("not a valid events payload"),
+}
+_TEXT = {"type": ["string", "null"]}
+_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["operation"],
+    "properties": {
+        "type": {"enum": sorted(EVENT_TYPES)},
+        "operation": {"type": "string", "minLength": 1, "maxLength": 32},
+        "table": {**_TEXT, "maxLength": 256},
+        "namespace": {**_TEXT, "maxLength": 256},
+        "system": {**_TEXT, "maxLength": 64},
+        "isbn": {**_TEXT, "maxLength": 32},
+        "trace_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$"},
+        "source": {**_TEXT, "maxLength": 16},
+        "timestamp": {"type": "number"},
+        "count": {"type": "number", "minimum": 0, "maximum": 1e12},
+        "slot": {"description": "the orb the sender asks for; anything but an integer is ignored"},
+    },
+}
+EMIT_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["events"],
+                    "properties": {
+                        "events": {
+                            "type": "array",
+                            "items": _EVENT_SCHEMA,
+                            "maxItems": MAX_EVENTS_PER_REQUEST,
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _refuse_websocket(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse a handshake with an HTTP answer where the server can send one (uvicorn can),
+    else by closing it (the client then sees 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        retry = {"Retry-After": "5"} if status == 429 else None
+        await websocket.send_denial_response(_error(status, message, retry))
+    else:
+        await websocket.close(code=1013, reason=message[:120])
 
 
 def _finite(value: Any) -> Any:
@@ -121,14 +217,19 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
                     await hub.redis.aclose()
 
     app = FastAPI(
-        title="dbpulse viz", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="dbpulse viz",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        responses=GUARD_RESPONSES,
     )
     app.state.hub = hub
     app.add_middleware(Guard, config=config, counters=hub.counters)
     registry = hub_registry(hub)
     cap = max(1, config.max_response_events)
 
-    @app.post(EMIT_PATH, status_code=202)
+    @app.post(EMIT_PATH, status_code=202, responses=EMIT_RESPONSES, openapi_extra=EMIT_REQUEST_BODY)
     async def emit(request: Request) -> Response:
         if token is not None:
             header = request.headers.get("authorization", "")
@@ -152,11 +253,23 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
             hub.counters["rejected_size"] += 1
             return _error(413, too_big)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                hub.counters["rejected_size"] += 1
-                return _error(413, too_big)
+        try:
+            async with asyncio.timeout(config.body_timeout_s):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        hub.counters["rejected_size"] += 1
+                        return _error(413, too_big)
+        except TimeoutError:
+            hub.counters["rejected_timeout"] += 1
+            return _error(
+                408,
+                f"body not received within {config.body_timeout_s:g} s",
+                {"Connection": "close"},
+            )
+        except ClientDisconnect:  # a broken chunk or a dropped connection: nobody to answer
+            hub.counters["rejected_payload"] += 1
+            return Response(status_code=400)
         try:
             events = parse_payload(bytes(body), time.time())
         except PayloadError as exc:
@@ -168,6 +281,12 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
 
     @app.websocket("/ws/viz")
     async def ws_viz(websocket: WebSocket) -> None:
+        if len(hub.clients) >= config.max_viewers:
+            hub.counters["rejected_viewers"] += 1
+            await _refuse_websocket(
+                websocket, 429, f"more than {config.max_viewers} viewers: retry later"
+            )
+            return
         await websocket.accept()
         client = Client(websocket, config.client_queue_size)
         hub.clients.add(client)
@@ -189,9 +308,11 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
                 hub.counters["ws_messages_sent"] += 1
 
         async def receive() -> None:
-            while True:
-                text = await websocket.receive_text()
-                if text == "ping":
+            while True:  # the page only sends "ping"; anything else (binary too) is ignored
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") == "ping":
                     client.offer(json.dumps({"type": "pong", "server_time": time.time()}))
 
         sender = asyncio.create_task(send())
@@ -257,25 +378,42 @@ def create_app(config: VizConfig | None = None, **overrides: Any) -> FastAPI:
     async def stats() -> Response:
         return _json(hub.stats())
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "the ingest loop or Redis is down"}})
     async def healthz() -> JSONResponse:
         status, body = hub.health()
         return JSONResponse(body, status_code=status)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/")
+    @app.get("/", response_class=HTMLResponse)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/events")
+    @app.get("/events", response_class=HTMLResponse)
     async def events_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "events.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+class _QuietFrameErrors(logging.Filter):
+    """uvicorn logs a traceback at ERROR for a WebSocket text frame that is not UTF-8, then
+    closes the socket with 1007 as it should: that is a bad client, one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Invalid UTF-8 sequence"):
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _quiet_frame_errors() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietFrameErrors) for f in logger.filters):
+        logger.addFilter(_QuietFrameErrors())
 
 
 class PortInUse(OSError):
@@ -325,6 +463,7 @@ class VizServer:
                 ws_max_size=WS_MAX_MESSAGE_BYTES,
             )
         )
+        _quiet_frame_errors()
         self._thread: threading.Thread | None = None
         self.port = self.config.port
 
@@ -368,11 +507,18 @@ def serve(config: VizConfig | None = None, **overrides: Any) -> None:
     """Run the viz server in the foreground until interrupted."""
     config = config or VizConfig.from_env(**overrides)
     check_port(config.host, config.port)
-    uvicorn.run(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        log_level="info",
-        access_log=False,
-        ws_max_size=WS_MAX_MESSAGE_BYTES,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            access_log=False,
+            ws_max_size=WS_MAX_MESSAGE_BYTES,
+        )
     )
+    _quiet_frame_errors()
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
+        server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's startup failure status (it logged why)

@@ -34,7 +34,9 @@ class VizConfig:
     counters (the rest under ``OVERFLOW_LABEL``); ``rate_limit_per_s``/``rate_limit_burst`` is
     each client address's token bucket (0 switches it off); ``allowed_hosts`` and
     ``allowed_origins`` (comma-separated) add to loopback names and same-origin requests;
-    ``protect_views`` makes the viewing endpoints require the token as well.
+    ``protect_views`` makes the viewing endpoints require the token as well; ``max_viewers``
+    WebSockets are served at once (the next handshakes get ``429``); an emit body must arrive
+    within ``body_timeout_s`` (``408`` otherwise).
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +62,8 @@ class VizConfig:
     allowed_hosts: str = ""
     allowed_origins: str = ""
     protect_views: bool = False
+    max_viewers: int = 1000
+    body_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> VizConfig:

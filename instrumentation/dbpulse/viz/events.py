@@ -122,7 +122,7 @@ def normalize_event(raw: Any, index: int, received: float) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise PayloadError(f"events[{index}] must be an object")
     kind = raw.get("type", "db_write")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
         raise PayloadError(f"events[{index}].type must be one of {sorted(EVENT_TYPES)}")
     operation = _short_str(raw, "operation", index, 32)
     if not operation:
@@ -136,14 +136,16 @@ def normalize_event(raw: Any, index: int, received: float) -> dict[str, Any]:
     operation = operation.lower()
     table = _short_str(raw, "table", index, 256)
     system = _short_str(raw, "system", index, 64)
-    if kind == "table_writes":
-        namespace = _short_str(raw, "namespace", index, 256)
-        return table_writes(operation, table, count, float(timestamp), system, namespace)
+    # Every field given is checked, whichever kind of event keeps it (the OpenAPI document
+    # describes one event schema).
+    namespace = _short_str(raw, "namespace", index, 256)
     isbn = _short_str(raw, "isbn", index, 32)
     trace_id = _short_str(raw, "trace_id", index, 32)
     if trace_id is not None and not _TRACE_ID.match(trace_id):
         raise PayloadError(f"events[{index}].trace_id must be 32 lowercase hex digits")
     source = _short_str(raw, "source", index, 16) or "span"
+    if kind == "table_writes":
+        return table_writes(operation, table, count, float(timestamp), system, namespace)
     isbn = normalize_isbn(isbn) or (isbn or None)
     event = db_write(operation, table, isbn, float(timestamp), trace_id, system, count, source)
     slot = raw.get("slot")

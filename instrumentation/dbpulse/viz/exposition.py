@@ -48,12 +48,15 @@ _EMIT_REJECTED = {
     "size": "rejected_size",
     "payload": "rejected_payload",
     "content_type": "rejected_content_type",
+    "timeout": "rejected_timeout",
 }
 _REQUESTS_REJECTED = {
     "rate": "rejected_rate",
     "host": "rejected_host",
     "origin": "rejected_origin",
+    "query": "rejected_query",
     "token": "rejected_view_token",
+    "viewers": "rejected_viewers",
 }
 
 

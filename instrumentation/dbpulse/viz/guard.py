@@ -14,7 +14,8 @@ Every HTTP request and WebSocket handshake except ``GET /healthz`` passes, in or
    rebinding;
 3. ``Origin``, when the client sends one (browsers do), must be the page's own origin or one of
    ``allowed_origins`` (``403`` otherwise);
-4. on the viewing endpoints, a token given (``Authorization: Bearer`` or ``?token=``) must be
+4. no query parameter may be given twice (``400``: which one counts would be a guess);
+5. on the viewing endpoints, a token given (``Authorization: Bearer`` or ``?token=``) must be
    the configured one (``401``); with ``protect_views`` one must be given.
 
 A refused WebSocket handshake is closed before it is accepted (the client sees HTTP 403).
@@ -32,7 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from dbpulse.viz.config import VizConfig, names
 
@@ -122,7 +123,13 @@ class Guard:
         self.any_host = "*" in hosts
         self.hosts = frozenset(hosts)
         self.origins = frozenset(o.rstrip("/").lower() for o in names(config.allowed_origins))
-        for name in ("rejected_rate", "rejected_host", "rejected_origin", "rejected_view_token"):
+        for name in (
+            "rejected_rate",
+            "rejected_host",
+            "rejected_origin",
+            "rejected_query",
+            "rejected_view_token",
+        ):
             counters.setdefault(name, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,6 +169,10 @@ class Guard:
         if origin is not None and not self._origin_allowed(origin, host):
             self.counters["rejected_origin"] += 1
             return 403, f"cross-origin request: add it to {self.variables[1]}", {}
+        repeated = _repeated_parameter(scope)
+        if repeated is not None:
+            self.counters["rejected_query"] += 1
+            return 400, f"query parameter {repeated[:40]!r} given more than once", {}
         paths = self.view_paths
         viewing = self.token is not None and (paths is None or scope.get("path") in paths)
         if viewing and not trusted and (given is not None or self.protect_views):
@@ -176,12 +187,26 @@ class Guard:
         origin = origin.strip().rstrip("/").lower()
         if origin in self.origins:
             return True
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[::1": not a URL, so not this server's origin
+            return False
         return parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()
 
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _repeated_parameter(scope: Scope) -> str | None:
+    """The first query parameter named twice (``?limit=1&limit=9``), if any: which one counts
+    is a guess, so none does."""
+    seen: set[str] = set()
+    for name, _ in parse_qsl(scope.get("query_string", b"").decode("latin-1"), True):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def _given_token(scope: Scope, headers: dict[str, str]) -> str | None:
