@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
@@ -170,7 +171,7 @@ def test_stdio_tools_answer_the_workload(faced: Any) -> None:
     assert calls[("UPDATE", "faces_books")]["calls"] == workload.UPDATES
     assert calls[("SELECT", "faces_missing")]["errors"] == workload.FAILED
     assert perf["error_count"] == workload.FAILED
-    assert perf["error_rate"] == round(workload.FAILED / perf["total_operations"], 4)
+    assert perf["error_rate"] == pytest.approx(workload.FAILED / perf["total_operations"])
 
     stats = _text(found["stats"])
     assert sum(p["operations"] for p in stats["time_series"]) == stats["totals"]["operations"]
