@@ -241,13 +241,20 @@ class PrivateRedisCluster:
                 timeout=60,
             )
             deadline = time.monotonic() + 30
-            while not all(c.cluster("INFO")["cluster_state"] == "ok" for c in self.clients):
+            while not self._settled():
                 if time.monotonic() > deadline:
                     raise TimeoutError("the private Redis Cluster did not reach cluster_state:ok")
                 time.sleep(0.1)
         except BaseException:
             self.stop()
             raise
+
+    def _settled(self) -> bool:
+        """Every node says ``cluster_state:ok`` and gives the same slot table."""
+        if not all(c.cluster("INFO")["cluster_state"] == "ok" for c in self.clients):
+            return False
+        tables = [sorted(map(repr, c.execute_command("CLUSTER SLOTS"))) for c in self.clients]
+        return all(t == tables[0] for t in tables)
 
     @property
     def url(self) -> str:

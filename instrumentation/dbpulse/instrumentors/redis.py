@@ -422,7 +422,7 @@ _PATCHES = (
     (
         "redis.asyncio.cluster",
         "RedisCluster.execute_command",
-        _command_wrapper(True, _cluster_database),
+        _cluster_command_wrapper(True),
     ),
     (
         "redis.asyncio.cluster",
