@@ -139,6 +139,15 @@ def _nonatomic(rc: Any, cluster: Any) -> None:
     assert rc.exists("a", "d") == 1
 
 
+def _fanned_out(rc: Any, cluster: Any) -> None:
+    for i in range(6):
+        rc.set(f"k{i}", i)
+    rc.keys("k*")  # one node (redis-py 8, Redis 7.0: a keyless command, any node)
+    sizes = rc.execute_command("DBSIZE", target_nodes=RedisCluster.PRIMARIES)
+    assert sizes == 6  # redis-py sums the replies
+    rc.ping(target_nodes=RedisCluster.ALL_NODES)
+
+
 def _redirected(rc: Any, cluster: Any) -> None:
     # MOVED: an empty slot given to another node behind the client's back.
     slot = rc.keyslot("moved")
@@ -209,6 +218,8 @@ SHAPES = {
     "watched-transaction": Shape(_watch, calls=3),  # WATCH, GET, the transaction
     # Each one BATCH over the nodes; EXISTS reads keys, it is not a cache lookup.
     "nonatomic-over-slots": Shape(_nonatomic, calls=4, other_reads=(1, 1)),
+    # DBSIZE and PING sent to every node: one call each, three for the servers.
+    "fanned-out": Shape(_fanned_out, calls=9, fanned_out={"DBSIZE": 2, "PING": 2}),
     "moved-and-ask": Shape(_redirected, calls=5, redirected=5),
     "asyncio": Shape(_asyncio, calls=14, redirected=2),
 }

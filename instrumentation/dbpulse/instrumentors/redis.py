@@ -27,7 +27,7 @@ GET-family commands also count cache hits and misses: ``dbpulse.cache.requests``
 Redis Cluster (``redis.cluster.RedisCluster``, ``redis.asyncio.cluster.RedisCluster`` and their
 ``ClusterPipeline``) follows the same rules: one operation per application call, whatever
 redis-py does to serve it. A MOVED or ASK redirection, a retry after a connection error, a
-command redis-py sends to several nodes (``DBSIZE``, ``KEYS``, ``FLUSHALL``) and a pipeline
+command sent to several nodes (``target_nodes=RedisCluster.PRIMARIES``) and a pipeline
 spread over several nodes are one operation each, where each server counts every attempt it
 received. ``server.address``/``server.port`` are the cluster's default node (the node that
 served the call is not known without routing the command twice); ``db.namespace`` is ``0``.
