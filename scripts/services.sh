@@ -24,7 +24,8 @@ CACHE_DIR="${DBPULSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dbpulse}"
 PG_HOST=127.0.0.1
 PG_PORT="${DBPULSE_PG_PORT:-5432}"
 REDIS_PORT="${DBPULSE_REDIS_PORT:-6379}"
-APT_PACKAGES_SERVICES=(postgresql redis-server)
+# redis-tools: redis-cli, which also makes the tests' private Redis Cluster (--cluster create).
+APT_PACKAGES_SERVICES=(postgresql redis-server redis-tools)
 # docker-compose (v1, Debian) validates docker-compose.yml offline in the tests: no daemon needed.
 APT_PACKAGES_TOOLS=(prometheus chromium docker-compose)
 
@@ -110,7 +111,8 @@ SQL
 redis_ready() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 
 cmd_redis() {
-    command -v redis-server >/dev/null || apt_install redis-server
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+        apt_install redis-server redis-tools
     if redis_ready; then
         log "redis: already answering on 127.0.0.1:$REDIS_PORT"
         return

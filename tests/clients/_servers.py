@@ -18,7 +18,7 @@ from typing import Any
 from tests import services
 from tests.harness.processes import free_port
 
-__all__ = ["PrivatePostgres", "PrivateRedis"]
+__all__ = ["PrivatePostgres", "PrivateRedis", "PrivateRedisCluster"]
 
 
 def _as_owner(argv: Sequence[str]) -> list[str]:
@@ -107,45 +107,71 @@ class PrivatePostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        services.require_service(name, "not found on PATH")
+    assert found is not None
+    return found
+
+
+def _start_redis(binary: str, port: int, directory: Path, *options: str) -> subprocess.Popen[bytes]:
+    """A ``redis-server`` on 127.0.0.1:``port`` keeping its files in ``directory``."""
+    return subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_for(client: Any, process: subprocess.Popen[bytes]) -> None:
+    import redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class PrivateRedis:
     """A ``redis-server`` of our own: ``INFO commandstats`` and keyspace hits are ours alone."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            services.require_service("redis-server", "not found on PATH")
-        assert binary is not None
+        binary = _binary("redis-server")
         self.dir = Path(tempfile.mkdtemp(prefix="dbpulse-clients-redis-"))
         self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = _start_redis(binary, self.port, self.dir)
         import redis
 
         self.client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.05)
+        _wait_for(self.client, self.process)
 
     @property
     def url(self) -> str:
@@ -157,10 +183,92 @@ class PrivateRedis:
         self.client.config_resetstat()
 
     def stop(self) -> None:
-        self.process.terminate()
+        _stop(self.process)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedisCluster:
+    """A Redis Cluster of ``masters`` nodes (no replicas) of our own, made with
+    ``redis-cli --cluster create``: every node's statistics are ours alone. ``clients`` are a
+    plain client per node (for ``INFO`` and ``CLUSTER SETSLOT``), never through the cluster."""
+
+    def __init__(self, masters: int = 3) -> None:
+        binary = _binary("redis-server")
+        cli = _binary("redis-cli")
+        import redis
+
+        self.dir = Path(tempfile.mkdtemp(prefix="dbpulse-clients-rcluster-"))
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.clients: list[Any] = []
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            for _ in range(masters):
+                port = free_port()
+                node_dir = self.dir / str(port)
+                node_dir.mkdir()
+                self.ports.append(port)
+                self.processes.append(
+                    _start_redis(
+                        binary,
+                        port,
+                        node_dir,
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(node_dir / "nodes.conf"),
+                        "--cluster-port",  # the bus (port + 10000 by default) may be > 65535
+                        str(free_port()),
+                        "--cluster-node-timeout",
+                        "5000",
+                    )
+                )
+            for port, process in zip(self.ports, self.processes, strict=True):
+                client = redis.Redis(port=port)
+                _wait_for(client, process)
+                self.clients.append(client)
+            subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{port}" for port in self.ports),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            deadline = time.monotonic() + 30
+            while not self._settled():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the private Redis Cluster did not reach cluster_state:ok")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _settled(self) -> bool:
+        """Every node says ``cluster_state:ok`` and gives the same slot table."""
+        if not all(c.cluster("INFO")["cluster_state"] == "ok" for c in self.clients):
+            return False
+        tables = [sorted(map(repr, c.execute_command("CLUSTER SLOTS"))) for c in self.clients]
+        return all(t == tables[0] for t in tables)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def reset(self) -> None:
+        """Every node empty, its statistics zeroed."""
+        for client in self.clients:
+            client.flushall()
+            client.config_resetstat()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            _stop(process)
+        for client in self.clients:
+            client.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -23,11 +23,23 @@ transaction's too when EXEC ran and one of them failed. Commands a pipeline runs
 
 GET-family commands also count cache hits and misses: ``dbpulse.cache.requests`` with
 ``dbpulse.cache.result`` = ``hit``/``miss`` (one per key for MGET, per field for HMGET).
+
+Redis Cluster (``redis.cluster.RedisCluster``, ``redis.asyncio.cluster.RedisCluster`` and their
+``ClusterPipeline``) follows the same rules: one operation per application call, whatever
+redis-py does to serve it. A MOVED or ASK redirection, a retry after a connection error, a
+command sent to several nodes (``target_nodes=RedisCluster.PRIMARIES``) and a pipeline
+spread over several nodes are one operation each, where each server counts every attempt it
+received. ``server.address``/``server.port`` are the cluster's default node (the node that
+served the call is not known without routing the command twice); ``db.namespace`` is ``0``.
+What redis-py sends for its own routing (``CLUSTER SLOTS``, ``COMMAND``, ``COMMAND GETKEYS``)
+is not an application call and is not observed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Collection
+from contextvars import ContextVar
 from typing import Any
 
 import wrapt
@@ -78,27 +90,137 @@ def _database(client: Any) -> Database:
     return db
 
 
-async def _counted_batch(pipe: Any, db: Database, batch: _Batch, awaitable: Awaitable[Any]) -> Any:
+def _cluster_database(client: Any) -> Database:
+    """A cluster client's (or pipeline's, or transaction strategy's) database: its default
+    node, else its first startup node; cached on the client once a node is known."""
+    try:
+        return client._dbpulse_db  # the hot path: a client seen before
+    except AttributeError:
+        pass
+    owner = getattr(client, "_pipe", client)  # a transaction strategy runs WATCH & co.
+    found = getattr(owner, "_dbpulse_db", None)
+    if found is not None:
+        return found
+    cluster = getattr(owner, "cluster_client", owner)  # an asyncio ClusterPipeline
+    node: Any = None
+    try:
+        node = cluster.get_default_node() or next(
+            iter(cluster.nodes_manager.startup_nodes.values()), None
+        )
+        db = database(_SYSTEM, "0", node.host, int(node.port))
+    except Exception:
+        db = database(_SYSTEM, "0")
+    if node is not None:
+        try:
+            owner._dbpulse_db = db
+        except Exception:
+            pass
+    return db
+
+
+class _Discovery(threading.local):
+    """Inside redis-py's own cluster work on this thread (how deep): topology discovery, its
+    command table, the keys of a command with movable keys."""
+
+    depth = 0
+
+
+_DISCOVERY = _Discovery()
+# Threads inside a cluster's topology discovery: the plain client's hot path reads this
+# int only; the thread-local is read only while some thread is discovering.
+_discovering = 0
+_discovering_lock = threading.Lock()
+
+
+def _quietly(wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """``wrapped(*args, **kwargs)`` with this thread's redis commands unobserved."""
+    global _discovering
+    with _discovering_lock:
+        _discovering += 1
+    _DISCOVERY.depth += 1
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _DISCOVERY.depth -= 1
+        with _discovering_lock:
+            _discovering -= 1
+
+
+def _discovery_wrapper(wrapped: Any, _owner: Any, args: Any, kwargs: Any) -> Any:
+    """redis-py's own work for a sync cluster client, not application calls: the ``CLUSTER
+    SLOTS`` of ``NodesManager.initialize`` (sent through a node's plain client), the
+    ``COMMAND`` of ``CommandsParser.initialize`` and ``COMMAND GETKEYS`` of its
+    ``_get_moveable_keys`` (sent through the cluster client)."""
+    return _quietly(wrapped, args, kwargs)
+
+
+def _quiet_sync(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A sync cluster pipeline's execution: the commands redis-py sends again one by one
+    after a redirection (through ``RedisCluster.execute_command``) are the pipeline's."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return _quietly(fn, args, kwargs)
+
+    return run
+
+
+# An asyncio cluster pipeline's execution, under way in this context.
+_QUIET_ASYNC: ContextVar[bool] = ContextVar("dbpulse_redis_cluster_pipeline", default=False)
+
+
+def _quiet_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """An asyncio cluster pipeline's execution: what it sends again after a redirection
+    (through its cluster's ``execute_command``) is the pipeline's."""
+
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        token = _QUIET_ASYNC.set(True)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _QUIET_ASYNC.reset(token)
+
+    return run
+
+
+def _cluster_command_wrapper(awaits: bool) -> Wrapper:
+    """A cluster client's ``execute_command``: one operation with its redirections and
+    retries, none when a cluster pipeline sends a command again."""
+    observe = _command_wrapper(awaits, _cluster_database)
+    if not awaits:
+        return observe  # a sync pipeline's resends are in _quietly, like discovery
+
+    def execute_command(wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
+        if _QUIET_ASYNC.get():
+            return wrapped(*args, **kwargs)
+        return observe(wrapped, client, args, kwargs)
+
+    return execute_command
+
+
+async def _counted_batch(
+    pipe: Any, db: Database, batch: _Batch, awaitable: Awaitable[Any], stack: Any
+) -> Any:
     try:
         replies = await awaitable
     except BaseException as exc:
-        _count_partial(pipe, db, batch, exc)
+        _count_partial(pipe, db, batch, exc, stack)
         raise
     _take_replies(pipe)
     count_replies(batch.statements, replies)
     return replies
 
 
-def _command_wrapper(awaits: bool) -> Wrapper:
+def _command_wrapper(awaits: bool, database_of: Callable[[Any], Database] = _database) -> Wrapper:
     """``execute_command`` of a client, ``immediate_execute_command`` of a pipeline (WATCH and
-    what it runs before MULTI) and ``execute_command`` of a pubsub: one operation each."""
+    what it runs before MULTI) and ``execute_command`` of a pubsub: one operation each. A
+    cluster client's ``execute_command`` is one operation with its redirections and retries."""
     observe = traced_call_async if awaits else traced_call
 
     def execute_command(wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
-        if not SWITCH.on or not args:
+        if not SWITCH.on or not args or (_discovering and _DISCOVERY.depth):
             return wrapped(*args, **kwargs)
         stmt = command_statement(args[0], len(args) - 1)
-        reply = observe(SWITCH, _database(client), stmt, args[1:], wrapped, args, kwargs)
+        reply = observe(SWITCH, database_of(client), stmt, args[1:], wrapped, args, kwargs)
         if stmt.operation not in GETS:
             return reply
         if awaits:
@@ -171,6 +293,17 @@ def _first_error_wrapper(wrapped: Any, pipe: Any, args: Any, kwargs: Any) -> Any
     return wrapped(*args, **kwargs)
 
 
+def _transaction_error_wrapper(wrapped: Any, strategy: Any, args: Any, kwargs: Any) -> Any:
+    """A cluster transaction's ``_raise_first_error(responses, stack, start_time)``: the
+    replies are kept on its pipeline, as for :func:`_first_error_wrapper`."""
+    if SWITCH.on and args:
+        try:
+            setattr(strategy._pipe, _REPLIES, args[0])
+        except Exception:
+            pass
+    return wrapped(*args, **kwargs)
+
+
 def _take_replies(pipe: Any) -> Any:
     """The replies :func:`_first_error_wrapper` kept for ``pipe`` (forgotten here), or None."""
     try:
@@ -179,11 +312,16 @@ def _take_replies(pipe: Any) -> Any:
         return None
 
 
-def _count_partial(pipe: Any, db: Database, batch: _Batch, exc: BaseException) -> None:
+def _count_partial(
+    pipe: Any, db: Database, batch: _Batch, exc: BaseException, stack: Any = None
+) -> None:
     """A pipeline raised after its commands ran (one of them failed; a transaction's EXEC ran):
-    its successful writes are rows written, its GETs lookups, under the failed operation."""
+    its successful writes are rows written, its GETs lookups, under the failed operation.
+    A cluster pipeline (not a transaction) keeps each command's reply on the command."""
     try:
         replies = _take_replies(pipe)
+        if replies is None and stack is not None:
+            replies = [getattr(c, "result", None) for c in stack]
         if not isinstance(replies, list) or len(replies) != len(batch.statements):
             return
         rows = batch.written(replies)
@@ -195,9 +333,30 @@ def _count_partial(pipe: Any, db: Database, batch: _Batch, exc: BaseException) -
         warn_once("could not count a failed pipeline's commands")
 
 
-def _pipeline_wrapper(awaits: bool) -> Wrapper:
+def _plain_stack(pipe: Any) -> tuple[Any, Any]:
+    """A plain pipeline's queued commands; its replies, if it raises, come from
+    ``raise_first_error``."""
+    return getattr(pipe, "command_stack", None), None
+
+
+def _cluster_stack(pipe: Any) -> tuple[Any, Any]:
+    """A cluster pipeline's queued commands, and (not a transaction) where each keeps its
+    reply when the pipeline raises."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    stack = getattr(strategy, "_command_queue", None)
+    if not stack:
+        return None, None
+    return stack, None if hasattr(strategy, "_pipeline_slots") else list(stack)
+
+
+def _pipeline_wrapper(
+    awaits: bool,
+    stack_of: Callable[[Any], tuple[Any, Any]] = _plain_stack,
+    database_of: Callable[[Any], Database] = _database,
+    around: Callable[[Any], Any] | None = None,
+) -> Wrapper:
     def execute(wrapped: Any, pipe: Any, args: Any, kwargs: Any) -> Any:
-        stack = getattr(pipe, "command_stack", None) if SWITCH.on else None
+        stack, results = stack_of(pipe) if SWITCH.on else (None, None)
         if not stack:
             return wrapped(*args, **kwargs)
         commands: list[tuple[Any, ...]] = [
@@ -207,7 +366,7 @@ def _pipeline_wrapper(awaits: bool) -> Wrapper:
         batch = _pipeline_statement(tuple(c[0] for c in commands))
         # Rows written: one per write command that succeeded; reads are not writes.
         writes = [commands[i][1:] for i in batch.writes]
-        db = _database(pipe)
+        db = database_of(pipe)
         _take_replies(pipe)
         try:
             replies = traced_batch(
@@ -215,7 +374,7 @@ def _pipeline_wrapper(awaits: bool) -> Wrapper:
                 db,
                 batch.stmt,
                 writes,
-                wrapped,
+                wrapped if around is None else around(wrapped),
                 args,
                 kwargs,
                 rowcount=batch.written,
@@ -223,10 +382,10 @@ def _pipeline_wrapper(awaits: bool) -> Wrapper:
                 awaits=awaits,
             )
         except BaseException as exc:
-            _count_partial(pipe, db, batch, exc)
+            _count_partial(pipe, db, batch, exc, results)
             raise
         if awaits:
-            return _counted_batch(pipe, db, batch, replies)
+            return _counted_batch(pipe, db, batch, replies, results)
         _take_replies(pipe)
         count_replies(batch.statements, replies)
         return replies
@@ -234,6 +393,12 @@ def _pipeline_wrapper(awaits: bool) -> Wrapper:
     return execute
 
 
+_CLUSTER = (_cluster_stack, _cluster_database)
+# WATCH and the commands a cluster transaction runs at once before MULTI.
+_cluster_immediate = (
+    _command_wrapper(False, _cluster_database),
+    _command_wrapper(True, _cluster_database),
+)
 _PATCHES = (
     ("redis.client", "Redis.execute_command", _command_wrapper(False)),
     ("redis.client", "Pipeline.execute", _pipeline_wrapper(False)),
@@ -247,6 +412,29 @@ _PATCHES = (
     ("redis.asyncio.client", "Pipeline.raise_first_error", _first_error_wrapper),
     ("redis.asyncio.client", "PubSub.execute_command", _command_wrapper(True)),
     ("redis.asyncio.client", "Monitor.__aenter__", _monitor_wrapper(True)),
+    ("redis.cluster", "RedisCluster.execute_command", _cluster_command_wrapper(False)),
+    ("redis.cluster", "ClusterPipeline.execute", _pipeline_wrapper(False, *_CLUSTER, _quiet_sync)),
+    ("redis.cluster", "TransactionStrategy._immediate_execute_command", _cluster_immediate[0]),
+    ("redis.cluster", "TransactionStrategy._raise_first_error", _transaction_error_wrapper),
+    ("redis.cluster", "NodesManager.initialize", _discovery_wrapper),
+    ("redis._parsers.commands", "CommandsParser.initialize", _discovery_wrapper),
+    ("redis._parsers.commands", "CommandsParser._get_moveable_keys", _discovery_wrapper),
+    (
+        "redis.asyncio.cluster",
+        "RedisCluster.execute_command",
+        _cluster_command_wrapper(True),
+    ),
+    (
+        "redis.asyncio.cluster",
+        "ClusterPipeline.execute",
+        _pipeline_wrapper(True, *_CLUSTER, _quiet_async),
+    ),
+    (
+        "redis.asyncio.cluster",
+        "TransactionStrategy._immediate_execute_command",
+        _cluster_immediate[1],
+    ),
+    ("redis.asyncio.cluster", "TransactionStrategy._raise_first_error", _transaction_error_wrapper),
 )
 
 
@@ -256,7 +444,10 @@ def _patchable(module: str, name: str) -> tuple[Any, str] | None:
     import importlib
 
     owner_name, method = name.split(".")
-    owner = getattr(importlib.import_module(module), owner_name, None)
+    try:
+        owner = getattr(importlib.import_module(module), owner_name, None)
+    except ImportError:  # redis-py 4.0 has no redis.cluster
+        return None
     if owner is None or not callable(owner.__dict__.get(method)):
         return None
     return owner, method
@@ -271,7 +462,6 @@ class RedisInstrumentor(BaseInstrumentor):
         return ["redis >= 4.0"]
 
     def _instrument(self, **kwargs: Any) -> None:
-        import importlib
 
         type(self)._stock = _stock.take_over(
             "opentelemetry.instrumentation.redis", "RedisInstrumentor"
@@ -279,8 +469,9 @@ class RedisInstrumentor(BaseInstrumentor):
         OPERATIONS.register_instruments(kwargs.get("meter_provider"))
         CACHE.register(kwargs.get("meter_provider"))
         for module, name, wrapper in _PATCHES:
-            if _patchable(module, name) is not None:
-                wrapt.wrap_function_wrapper(importlib.import_module(module), name, wrapper)
+            found = _patchable(module, name)
+            if found is not None:
+                wrapt.wrap_function_wrapper(found[0], found[1], wrapper)
         SWITCH.set_instrumented(True, kwargs.get("tracer_provider"))
 
     def _uninstrument(self, **kwargs: Any) -> None:

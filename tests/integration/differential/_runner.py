@@ -10,7 +10,8 @@ are not the application's business and are normalised away:
 
 - dbpulse's SQLite connection and cursor classes are subclasses of the application's own
   (under its names): a value's type is the first class of its MRO that is not dbpulse's;
-- thread ids in sqlite3's "created in a thread" message differ from run to run.
+- thread ids in sqlite3's "created in a thread" message differ from run to run, and so do the
+  file descriptor and addresses of an unclosed socket in a ``ResourceWarning``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Ctx:
     tmp: Path
     dsn: str = ""
     redis_url: str = ""
+    cluster_url: str = ""  # the private Redis Cluster of the ``cluster_*`` redis scenarios
     prefix: str = field(default_factory=lambda: f"dbpulse-diff:{uuid.uuid4().hex[:10]}:")
 
     def proxy(self, connection: Any) -> Any:
@@ -93,13 +95,15 @@ def visible_type(value: Any) -> str:
 _PLAIN = (type(None), bool, int, float, str, bytes, decimal.Decimal, datetime.date, uuid.UUID)
 _THREAD_IDS = re.compile(r"thread id \d+")
 _OBJECT_AT = re.compile(r" at 0x[0-9a-f]+")
+_SOCKET = re.compile(r"<socket\.socket [^>]*>")
 _CODES = ("sqlite_errorcode", "sqlite_errorname", "sqlstate")
 
 
 def message(exc: BaseException | Warning | str) -> str:
-    """The exception's message with what differs from run to run (thread ids, addresses)
-    replaced."""
+    """The exception's message with what differs from run to run (thread ids, addresses,
+    sockets) replaced."""
     text = _THREAD_IDS.sub("thread id N", str(exc))
+    text = _SOCKET.sub("<socket.socket ...>", text)
     return _OBJECT_AT.sub(" at 0x...", text)
 
 

@@ -20,11 +20,17 @@ rd = functools.partial(scenario, "redis")
 
 
 def forget(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    """Remove the run's keys (on every node of the private cluster for its scenarios)."""
+    from redis.cluster import RedisCluster
+
+    clients = [redis.Redis.from_url(url)]
+    if clients[0].info("cluster").get("cluster_enabled"):
+        cluster = RedisCluster.from_url(url)
+        clients = [node.redis_connection for node in cluster.get_primaries()]
+    for client in clients:
+        for key in list(client.scan_iter(match=f"{prefix}*", count=500)):
+            client.delete(key)
+        client.close()
 
 
 def _client(ctx: Ctx, **kwargs: Any) -> Any:
@@ -530,3 +536,100 @@ def s_script_in_watched_pipeline(ctx: Ctx) -> Any:
         script(keys=[ctx.key("n")], client=pipe)
         pipe.get(ctx.key("n"))
         return before, pipe.execute(), pipe.watching
+
+
+# -- Redis Cluster (a private 3-master cluster; keys of one run spread over its nodes) ------
+
+
+def _cluster(ctx: Ctx) -> Any:
+    from redis.cluster import RedisCluster
+
+    return RedisCluster.from_url(ctx.cluster_url)
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return "returned", call()
+    except Exception as exc:
+        return "raised", type(exc).__name__, str(exc)
+
+
+@rd()
+def s_cluster_a_key_on_each_node(ctx: Ctx) -> Any:
+    rc = _cluster(ctx)
+    keys = [ctx.key(f"k{i}") for i in range(12)]
+    nodes = {rc.get_node_from_key(k).name for k in keys}
+    replies = [rc.set(k, i) for i, k in enumerate(keys)], [rc.get(k) for k in keys]
+    replies += (rc.incr(keys[0]), rc.getdel(keys[1]), rc.get(ctx.key("none")))
+    rc.close()
+    return len(nodes), replies
+
+
+@rd()
+def s_cluster_cross_slot_errors(ctx: Ctx) -> Any:
+    rc = _cluster(ctx)
+    a, b = ctx.key("a"), ctx.key("b")
+    found = [
+        _outcome(lambda: rc.mget(a, b)),
+        _outcome(lambda: rc.execute_command("MSET", a, 1, b, 2)),
+    ]
+    with rc.pipeline(transaction=True) as pipe:  # CROSSSLOT in a transaction
+        pipe.set(a, 1).set(b, 2)
+        found.append(_outcome(pipe.execute))
+    found.append(_outcome(lambda: rc.incr(ctx.key("missing"), "x")))
+    node = rc.get_node_from_key(a)  # sent as is: the server's own CROSSSLOT error
+    found.append(_outcome(lambda: rc.execute_command("MGET", a, b, target_nodes=node)))
+    rc.close()
+    return found
+
+
+@rd()
+def s_cluster_pipelines_over_slots(ctx: Ctx) -> Any:
+    rc = _cluster(ctx)
+    rc.set(ctx.key("s"), "text")
+    found = []
+    with rc.pipeline() as pipe:
+        pipe.set(ctx.key("a"), 1).get(ctx.key("a")).incr(ctx.key("n")).get(ctx.key("none"))
+        found.append(pipe.execute())
+    with rc.pipeline() as pipe:
+        pipe.set(ctx.key("b"), 1).incr(ctx.key("s")).get(ctx.key("b"))
+        found.append(_outcome(pipe.execute))
+        pipe.set(ctx.key("c"), 1).incr(ctx.key("s"))
+        found.append(
+            [
+                (type(r).__name__, str(r)) if isinstance(r, Exception) else r
+                for r in pipe.execute(raise_on_error=False)
+            ]
+        )
+    tag = f"{{{ctx.prefix}}}"
+    with rc.pipeline(transaction=True) as pipe:
+        pipe.set(f"{tag}a", 1).incr(f"{tag}a").get(f"{tag}a")
+        found.append(pipe.execute())
+    found.append(rc.mget_nonatomic([ctx.key("a"), ctx.key("b"), ctx.key("none")]))
+    found.append(rc.delete(ctx.key("a"), ctx.key("b"), ctx.key("none")))
+    rc.close()
+    return found
+
+
+@rd()
+def s_cluster_asyncio(ctx: Ctx) -> Any:
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+    async def run() -> Any:
+        rc = AsyncCluster.from_url(ctx.cluster_url)
+        found = [await rc.set(ctx.key("a"), 1), await rc.get(ctx.key("a"))]
+        found.append(await rc.get(ctx.key("none")))
+        async with rc.pipeline() as pipe:
+            pipe.set(ctx.key("b"), "text").incr(ctx.key("b")).get(ctx.key("a"))
+            try:
+                found.append(await pipe.execute())
+            except redis.ResponseError as exc:
+                found.append(("raised", type(exc).__name__, str(exc)))
+        try:
+            await rc.mget(ctx.key("a"), ctx.key("b"))
+        except redis.RedisClusterException as exc:
+            found.append(("raised", type(exc).__name__, str(exc)))
+        await rc.aclose()
+        return found
+
+    return asyncio.run(run())

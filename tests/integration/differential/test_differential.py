@@ -29,9 +29,15 @@ def services(request):
     driver = request.node.callspec.params["case"].driver
     if driver == "postgresql":
         return {"dsn": request.getfixturevalue("pg_dsn")}
+    if driver == "redis" and case_name(request).startswith("cluster_"):
+        return {"cluster_url": request.getfixturevalue("redis_cluster").url}
     if driver == "redis":
         return {"redis_url": request.getfixturevalue("redis_url")}
     return {}
+
+
+def case_name(request) -> str:
+    return request.node.callspec.params["case"].name
 
 
 def _run(case: Scenario, instrumented: bool, tmp_path, prefix: str, services) -> object:
@@ -42,7 +48,7 @@ def _run(case: Scenario, instrumented: bool, tmp_path, prefix: str, services) ->
         return outcome(case.run, Ctx(instrumented, where, prefix=prefix, **services))
     finally:
         if case.driver == "redis":
-            redis_cases.forget(services["redis_url"], prefix)
+            redis_cases.forget(services.get("redis_url") or services["cluster_url"], prefix)
 
 
 @pytest.mark.parametrize("case", SCENARIOS, ids=lambda s: s.id)
