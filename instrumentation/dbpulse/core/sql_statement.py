@@ -62,7 +62,15 @@ _CLAUSE_WORDS = (
     )
 )
 
+_QUERY_WORDS = words("SELECT INSERT UPDATE DELETE REPLACE MERGE WITH VALUES TABLE")
 _NONE, _EXPECT_TABLE, _EXPECT_INTO, _EXPECT_CTE = range(4)
+# Words that may stand before the table where one is expected (FROM ONLY t, INTO TEMP t).
+_NAME_PREFIXES = words("ONLY LATERAL RECURSIVE")
+_INTO_PREFIXES = words("TEMP TEMPORARY UNLOGGED TABLE")
+_SET_OPERATORS = words("UNION INTERSECT EXCEPT ALL DISTINCT")
+# After "(": a subquery, not a join group; a set operand when it starts a query.
+_SUBQUERY_STARTS = words("SELECT WITH VALUES TABLE")
+_OPERAND_STARTS = _SUBQUERY_STARTS | {"("}
 
 
 def _is_name(token: Token) -> bool:
@@ -122,6 +130,11 @@ class _Frame:
     function: bool = False
     from_list: bool = False
     cte_body: bool = False
+    # A join group "FROM (a JOIN b ...)" or a set operand "(SELECT ...) UNION ...": what it
+    # names belongs to the enclosing level.
+    transparent: bool = False
+    # Whether "(" here can open a transparent set operand (not inside an expression).
+    operands: bool = True
 
 
 class _Scan:
@@ -138,16 +151,22 @@ class _Scan:
 
     def run(self, tokens: list[Token], i: int, expect: int = _NONE, copy: bool = False) -> None:
         frames = [_Frame()]
-        prev = ""
+        prev = before = ""
         cte_pending = after_cte = False
+        depth = 0  # the frames that are not transparent
         n = len(tokens)
         while i < n:
             token = tokens[i]
             kind, _, upper, _ = token
-            depth = len(frames) - 1
             if expect != _NONE:
-                if kind == KIND_WORD and upper in ("ONLY", "LATERAL", "RECURSIVE"):
+                if kind == KIND_WORD and (
+                    upper in _NAME_PREFIXES or (expect == _EXPECT_INTO and upper in _INTO_PREFIXES)
+                ):
                     i += 1
+                    continue
+                if upper == "ROWS" and i + 1 < n and tokens[i + 1][2] == "FROM":
+                    i += 2  # ROWS FROM (f(), g()): table functions
+                    expect, prev = _NONE, "ROWS"
                     continue
                 if _is_name(token):
                     clean, shown, i = _read_name(tokens, i)
@@ -173,10 +192,32 @@ class _Scan:
                     cte_body = cte_pending and prev in ("AS", "MATERIALIZED")
                     if cte_body:
                         cte_pending = False
-                    frames.append(_Frame(function=function, cte_body=cte_body))
+                    after = tokens[i + 1][2] if i + 1 < n else ""
+                    join_group = (
+                        (prev in ("FROM", "JOIN") or (prev in (",", "(") and frame.from_list))
+                        and not function
+                        and after not in _SUBQUERY_STARTS
+                    )
+                    operand = (
+                        not join_group
+                        and (prev == "" or prev == "(" or prev in _SET_OPERATORS)
+                        and frame.operands
+                        and after in _OPERAND_STARTS
+                    )
+                    transparent = join_group or operand
+                    new = _Frame(function, join_group, cte_body, transparent, operand)
+                    frames.append(new)
+                    if transparent:
+                        if join_group:
+                            expect = _EXPECT_TABLE
+                    else:
+                        depth += 1
                 elif upper == ")":
                     if len(frames) > 1:
-                        after_cte = frames.pop().cte_body
+                        closed = frames.pop()
+                        after_cte = closed.cte_body
+                        if not closed.transparent:
+                            depth -= 1
                 elif upper == "," and frame.from_list:
                     expect = _EXPECT_TABLE
             elif kind == KIND_WORD:
@@ -200,22 +241,34 @@ class _Scan:
                     ):
                         self._operation(depth, upper)
                 elif upper == "FROM" or upper == "TO":
-                    if copy and depth == 0:
+                    if copy and len(frames) == 1:
                         self.copy_direction = upper
+                    elif upper == "FROM" and prev == "DISTINCT" and before in ("IS", "NOT"):
+                        pass  # a IS [NOT] DISTINCT FROM b
                     elif upper == "FROM" and not frame.function:
                         expect = _EXPECT_TABLE
                         frame.from_list = True
                 elif upper == "JOIN":
                     expect = _EXPECT_TABLE
-                elif upper == "USING" and (i + 1 < n and tokens[i + 1][2] != "("):
+                elif (
+                    upper == "USING"
+                    and i + 1 < n
+                    and tokens[i + 1][2] != "("
+                    and self.operations
+                    and self.operations[-1][1] in ("DELETE", "MERGE")
+                ):  # DELETE FROM t USING u, MERGE INTO t USING s; not CYCLE ... USING path
                     expect = _EXPECT_TABLE
                     frame.from_list = True
+                elif upper == "TABLE" and (prev == "" or prev == "(" or prev in _SET_OPERATORS):
+                    self._operation(depth, "SELECT")  # TABLE t: SELECT * FROM t
+                    expect = _EXPECT_TABLE
                 elif upper == "INTO" and not frame.function:
                     expect = _EXPECT_INTO
                 elif upper == "WITH":
                     expect = _EXPECT_CTE
                 elif upper in _FROM_LIST_END:
                     frame.from_list = False
+            before = prev
             prev = (
                 upper if kind in (KIND_WORD, KIND_OP) else ("name" if kind == KIND_QUOTED else "?")
             )
@@ -256,9 +309,9 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
     if first not in _STATEMENT_WORDS:
         return ParsedStatement("", None, "", False)
     scan = _Scan()
-    if first in ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "WITH", "VALUES"):
+    if first in _QUERY_WORDS:
         scan.run(tokens, 0)
-        operation = first
+        operation = "SELECT" if first == "TABLE" else first
         if first == "WITH":
             top = [name for depth, name in scan.operations if depth == 0]
             operation = top[0] if top else (scan.operations[0][1] if scan.operations else "")
@@ -308,18 +361,21 @@ def _analyze_schema(tokens: list[Token], start: int, first: str) -> ParsedStatem
     if object_type == "INDEX" and i < n and tokens[i][2] == "CONCURRENTLY":
         i += 1
     collection = None
-    if object_type in _NAMED_OBJECTS and i < n and _is_name(tokens[i]):
-        clean, shown, i = _read_name(tokens, i)
-        if len(clean) <= MAX_NAME_CHARS:
-            items.append(shown)
-            if object_type in ("TABLE", "VIEW"):
-                collection = clean
+    if object_type in _NAMED_OBJECTS and i < n and (_is_name(tokens[i]) or tokens[i][2] == "ON"):
+        if tokens[i][2] != "ON":  # PostgreSQL's CREATE INDEX ON t (...) has no index name
+            clean, shown, i = _read_name(tokens, i)
+            if len(clean) <= MAX_NAME_CHARS:
+                items.append(shown)
+                if object_type in ("TABLE", "VIEW"):
+                    collection = clean
         if object_type in ("INDEX", "TRIGGER"):
             for j in range(i, n - 1):
-                if tokens[j][2] == "ON" and _is_name(tokens[j + 1]):
-                    target, _, _ = _read_name(tokens, j + 1)
-                    if len(target) <= MAX_NAME_CHARS:
-                        collection = target
+                if tokens[j][2] == "ON":
+                    k = j + 2 if tokens[j + 1][2] == "ONLY" and j + 2 < n else j + 1
+                    if _is_name(tokens[k]):
+                        target, _, _ = _read_name(tokens, k)
+                        if len(target) <= MAX_NAME_CHARS:
+                            collection = target
                     break
     scan = _Scan()
     scan.items = items

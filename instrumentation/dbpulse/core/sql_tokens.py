@@ -164,17 +164,23 @@ def _opens_bracket_name(tokens: list[Token]) -> bool:
 
 
 def split_statements(tokens: list[Token]) -> list[list[Token]]:
-    """Split at ``;``, except inside the ``BEGIN ... END`` body of a ``CREATE TRIGGER``."""
+    """Split at ``;``, except inside parentheses (PostgreSQL's ``CREATE RULE ... DO (a; b)``)
+    and the ``BEGIN ... END`` body of a ``CREATE TRIGGER`` or ``BEGIN ATOMIC`` function."""
     statements: list[list[Token]] = []
     current: list[Token] = []
-    block = 0
+    block = parens = 0
     for token in tokens:
         kind, _, upper, _ = token
-        if kind == KIND_OP and upper == ";" and block == 0:
-            if current:
-                statements.append(current)
-            current = []
-            continue
+        if kind == KIND_OP:
+            if upper == ";" and block == 0 and parens == 0:
+                if current:
+                    statements.append(current)
+                current = []
+                continue
+            if upper == "(":
+                parens += 1
+            elif upper == ")" and parens:
+                parens -= 1
         if kind == KIND_WORD and current and current[0][2] == "CREATE":
             if upper == "BEGIN" or (upper == "CASE" and block):
                 block += 1
