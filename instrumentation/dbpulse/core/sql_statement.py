@@ -40,7 +40,8 @@ _SCHEMA_MODIFIERS = words(
     "FOREIGN CONSTRAINT"
 )
 # Previous tokens after which INSERT/UPDATE/DELETE/REPLACE/MERGE start a (sub)statement.
-_STATEMENT_START_AFTER = words("( ) ; BEGIN EXPLAIN PLAN ANALYZE VERBOSE")
+_STATEMENT_START_AFTER = words("( ) ; BEGIN EXPLAIN PLAN ANALYZE VERBOSE AS INSTEAD ALSO")
+_EXPLAIN_OPTIONS = words("ANALYZE ANALYSE VERBOSE QUERY PLAN")
 # Words that end a FROM list: after them a comma no longer introduces a table.
 _FROM_LIST_END = words(
     "WHERE GROUP ORDER HAVING LIMIT OFFSET FETCH WINDOW UNION INTERSECT EXCEPT RETURNING "
@@ -66,7 +67,7 @@ _QUERY_WORDS = words("SELECT INSERT UPDATE DELETE REPLACE MERGE WITH VALUES TABL
 _NONE, _EXPECT_TABLE, _EXPECT_INTO, _EXPECT_CTE = range(4)
 # Words that may stand before the table where one is expected (FROM ONLY t, INTO TEMP t).
 _NAME_PREFIXES = words("ONLY LATERAL RECURSIVE")
-_INTO_PREFIXES = words("TEMP TEMPORARY UNLOGGED TABLE")
+_INTO_PREFIXES = words("TEMP TEMPORARY UNLOGGED TABLE BINARY")
 _SET_OPERATORS = words("UNION INTERSECT EXCEPT ALL DISTINCT")
 # After "(": a subquery, not a join group; a set operand when it starts a query.
 _SUBQUERY_STARTS = words("SELECT WITH VALUES TABLE")
@@ -174,7 +175,7 @@ class _Scan:
                         self.ctes.add(clean.lower())
                         cte_pending = True
                     elif not (expect == _EXPECT_TABLE and i < n and tokens[i][2] == "("):
-                        self._table(depth, clean, shown)
+                        self._table(depth, clean, shown, target=expect == _EXPECT_INTO)
                     expect, prev = _NONE, "name"
                     continue
                 expect = _NONE
@@ -278,8 +279,9 @@ class _Scan:
         self.operations.append((depth, name))
         self.items.append(name)
 
-    def _table(self, depth: int, clean: str, shown: str) -> None:
-        if clean.lower() in self.ctes or len(clean) > MAX_NAME_CHARS:
+    def _table(self, depth: int, clean: str, shown: str, target: bool = False) -> None:
+        """``target``: INSERT INTO/UPDATE/COPY's table, never a CTE whatever its name."""
+        if (clean.lower() in self.ctes and not target) or len(clean) > MAX_NAME_CHARS:
             return
         self.tables.append((depth, clean))
         self.items.append(shown)
@@ -319,8 +321,14 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
             scan.items.insert(0, first)
         is_write = any(name in _WRITE_OPS for _, name in scan.operations)
         return ParsedStatement(operation, scan.main_table(), join_summary(scan.items), is_write)
-    if first == "EXPLAIN" or (first == "PREPARE" and "AS" in (t[2] for t in tokens)):
-        # EXPLAIN stmt, PREPARE name [(types)] AS stmt: named after the statement inside.
+    inner = _inner_statement(tokens, start, first)
+    if inner >= 0:
+        # EXPLAIN [options] stmt, PREPARE name [(types)] AS stmt: named after the statement
+        # inside (EXPLAIN CREATE TABLE t AS ... too).
+        if inner < len(tokens) and tokens[inner][2] in _SCHEMA_WORDS:
+            schema = _analyze_schema(tokens, inner, tokens[inner][2])
+            summary = join_summary([first, *schema.summary.split(" ")])
+            return ParsedStatement(first, schema.collection, summary, False)
         scan.items.append(first)
         scan.run(tokens, start + 1)
         return ParsedStatement(first, scan.main_table(), join_summary(scan.items), False)
@@ -336,6 +344,29 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
         _, shown, _ = _read_name(tokens, start + 1)
         summary = join_summary([first, shown])
     return ParsedStatement(first, None, summary, False)
+
+
+def _inner_statement(tokens: list[Token], start: int, first: str) -> int:
+    """Where the statement inside ``EXPLAIN``/``PREPARE ... AS`` starts; -1 if none."""
+    n = len(tokens)
+    if first == "PREPARE":
+        for i in range(start + 1, n):
+            if tokens[i][2] == "AS":
+                return i + 1
+        return -1
+    if first != "EXPLAIN":
+        return -1
+    i = start + 1
+    if i < n and tokens[i][2] == "(":
+        depth = 0
+        while i < n:
+            depth += 1 if tokens[i][2] == "(" else -1 if tokens[i][2] == ")" else 0
+            i += 1
+            if depth == 0:
+                break
+    while i < n and tokens[i][2] in _EXPLAIN_OPTIONS:
+        i += 1
+    return i
 
 
 def _analyze_schema(tokens: list[Token], start: int, first: str) -> ParsedStatement:
