@@ -34,7 +34,7 @@ TRANSACTION_WORDS = words("BEGIN START COMMIT END ROLLBACK ABORT SAVEPOINT RELEA
 _WRITE_OPS = words("INSERT UPDATE DELETE REPLACE MERGE UPSERT")
 _SCHEMA_WORDS = words("CREATE DROP ALTER TRUNCATE")
 # Object types whose name goes into a schema statement's summary (others: type only).
-_NAMED_OBJECTS = words("TABLE VIEW INDEX TRIGGER SEQUENCE")
+_NAMED_OBJECTS = words("TABLE VIEW INDEX TRIGGER SEQUENCE RULE")
 _SCHEMA_MODIFIERS = words(
     "OR REPLACE UNIQUE TEMP TEMPORARY UNLOGGED MATERIALIZED VIRTUAL GLOBAL LOCAL RECURSIVE "
     "FOREIGN CONSTRAINT"
@@ -399,9 +399,11 @@ def _analyze_schema(tokens: list[Token], start: int, first: str) -> ParsedStatem
                 items.append(shown)
                 if object_type in ("TABLE", "VIEW"):
                     collection = clean
-        if object_type in ("INDEX", "TRIGGER"):
+        if object_type in ("INDEX", "TRIGGER", "RULE"):
+            # CREATE INDEX ... ON t, CREATE TRIGGER ... ON t, CREATE RULE r AS ON event TO t
+            on = "TO" if object_type == "RULE" and first == "CREATE" else "ON"
             for j in range(i, n - 1):
-                if tokens[j][2] == "ON":
+                if tokens[j][2] == on:
                     k = j + 2 if tokens[j + 1][2] == "ONLY" and j + 2 < n else j + 1
                     if _is_name(tokens[k]):
                         target, _, _ = _read_name(tokens, k)
