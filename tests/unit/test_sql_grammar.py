@@ -175,3 +175,17 @@ def test_long_and_deep_texts_stay_bounded() -> None:
         info = parse_sql(sql)
         assert info.operation in ("SELECT", "INSERT")
         assert len(info.sanitized) <= 2048 and len(info.summary) <= 255
+
+
+@FAST
+@given(NAMES, NAMES, st.sampled_from(["ALL", "ANY", "SOME", "DISTINCT"]), MARKS)
+def test_subquery_after_all_or_any_is_not_a_set_operand(
+    table: str, other: str, word: str, mark: str
+) -> None:
+    op = "IS DISTINCT FROM" if word == "DISTINCT" else f"= {word}"
+    sql = f"SELECT x {op} (SELECT b FROM {other} WHERE c = '{mark}') FROM {table}"
+    if word == "DISTINCT":
+        sql = f"SELECT DISTINCT (SELECT b FROM {other} WHERE c = '{mark}') FROM {table}"
+    info = parse_sql(sql)
+    assert info.collection == table
+    assert mark not in info.sanitized

@@ -68,7 +68,7 @@ _NONE, _EXPECT_TABLE, _EXPECT_INTO, _EXPECT_CTE = range(4)
 # Words that may stand before the table where one is expected (FROM ONLY t, INTO TEMP t).
 _NAME_PREFIXES = words("ONLY LATERAL RECURSIVE")
 _INTO_PREFIXES = words("TEMP TEMPORARY UNLOGGED TABLE BINARY")
-_SET_OPERATORS = words("UNION INTERSECT EXCEPT ALL DISTINCT")
+_SET_OPERATORS = words("UNION INTERSECT EXCEPT")
 # After "(": a subquery, not a join group; a set operand when it starts a query.
 _SUBQUERY_STARTS = words("SELECT WITH VALUES TABLE")
 _OPERAND_STARTS = _SUBQUERY_STARTS | {"("}
@@ -201,7 +201,12 @@ class _Scan:
                     )
                     operand = (
                         not join_group
-                        and (prev == "" or prev == "(" or prev in _SET_OPERATORS)
+                        and (
+                            prev == ""
+                            or prev == "("
+                            or prev in _SET_OPERATORS
+                            or (prev in ("ALL", "DISTINCT") and before in _SET_OPERATORS)
+                        )
                         and frame.operands
                         and after in _OPERAND_STARTS
                     )
@@ -260,7 +265,11 @@ class _Scan:
                 ):  # DELETE FROM t USING u, MERGE INTO t USING s; not CYCLE ... USING path
                     expect = _EXPECT_TABLE
                     frame.from_list = True
-                elif upper == "TABLE" and (prev == "" or prev == "(" or prev in _SET_OPERATORS):
+                elif upper == "TABLE" and (
+                    prev in ("", "(")
+                    or prev in _SET_OPERATORS
+                    or (prev in ("ALL", "DISTINCT") and before in _SET_OPERATORS)
+                ):
                     self._operation(depth, "SELECT")  # TABLE t: SELECT * FROM t
                     expect = _EXPECT_TABLE
                 elif upper == "INTO" and not frame.function:
