@@ -23,8 +23,14 @@ Decisions, following the stable database semantic conventions:
 - ``collection``: the first table named at the statement's top level (``INSERT INTO t``,
   ``UPDATE t``, ``DELETE FROM t``, ``SELECT ... FROM t``, ``COPY t``, ``CREATE TABLE t``,
   ``CREATE INDEX ... ON t``); when the top level names none (``SELECT * FROM (SELECT ...)``), the
-  first table named anywhere. Quotes are stripped (``"t"``, ```t```, ``[t]`` -> ``t``), schema
-  qualification is kept (``main.books``). CTE names and table functions are not tables.
+  first table named anywhere. Tables inside a join group (``FROM (a JOIN b ON ...) JOIN c``)
+  and inside a parenthesized set operand (``(SELECT ... FROM a) UNION ...``) are top-level
+  tables. ``TABLE t`` is ``SELECT`` from ``t``; ``CREATE INDEX ON [ONLY] t`` (no index name),
+  ``CREATE RULE r AS ON ... TO t``, ``EXPLAIN (...) CREATE TABLE t AS ...`` and
+  ``PREPARE p AS UPDATE t ...`` name ``t``. Quotes are stripped (``"t"``, ```t```, ``[t]`` ->
+  ``t``), schema qualification is kept (``main.books``). CTE names (except as the target of
+  ``INSERT INTO``), table functions (``ROWS FROM (...)``) and ``IS DISTINCT FROM`` operands are
+  not tables.
 - ``summary``: ``{operation} {target} {operation} {target} ...`` in the order they appear, e.g.
   ``INSERT shipping_details SELECT orders`` or ``SELECT books authors``; schema statements keep
   their object type (``CREATE TABLE books``); names that need quoting keep their quotes
@@ -53,13 +59,15 @@ Decisions, following the stable database semantic conventions:
   replaced in ``PRAGMA x = v``, ``PRAGMA x(v)``, ``SET x = v``, ``SET x TO v`` (PostgreSQL,
   also ``ALTER ... SET``), ``SET ROLE v`` and ``SET TIME ZONE v``; elsewhere a bare word is a
   name or a keyword and is kept.
-- Several statements (``"a; b;"``) form a batch, as the conventions define it:
+- Several statements (``"a; b;"``) form a batch, as the conventions define it (a ``;`` inside
+  parentheses or a trigger's ``BEGIN ... END`` does not end a statement):
   ``statements`` counts them; transaction control (``BEGIN``, ``COMMIT``, ``SAVEPOINT``, ...)
   is left out when choosing the batch's names; if the remaining statements share an operation
   it is ``BATCH {operation}`` (``BATCH INSERT``), else ``BATCH``; the same for the summary; the
   collection is kept only when they all share it. ``is_write`` is true if any statement writes.
 - Bounded work: only the first 64 KiB of the text is read (a longer text's statements beyond
-  that are not counted); the outputs have the bounds above.
+  that are not counted); the outputs have the bounds above; the cost is linear in the text
+  read (no search per token, no recursion per nesting level).
 """
 
 from __future__ import annotations

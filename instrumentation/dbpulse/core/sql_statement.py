@@ -34,13 +34,14 @@ TRANSACTION_WORDS = words("BEGIN START COMMIT END ROLLBACK ABORT SAVEPOINT RELEA
 _WRITE_OPS = words("INSERT UPDATE DELETE REPLACE MERGE UPSERT")
 _SCHEMA_WORDS = words("CREATE DROP ALTER TRUNCATE")
 # Object types whose name goes into a schema statement's summary (others: type only).
-_NAMED_OBJECTS = words("TABLE VIEW INDEX TRIGGER SEQUENCE")
+_NAMED_OBJECTS = words("TABLE VIEW INDEX TRIGGER SEQUENCE RULE")
 _SCHEMA_MODIFIERS = words(
     "OR REPLACE UNIQUE TEMP TEMPORARY UNLOGGED MATERIALIZED VIRTUAL GLOBAL LOCAL RECURSIVE "
     "FOREIGN CONSTRAINT"
 )
 # Previous tokens after which INSERT/UPDATE/DELETE/REPLACE/MERGE start a (sub)statement.
-_STATEMENT_START_AFTER = words("( ) ; BEGIN EXPLAIN PLAN ANALYZE VERBOSE")
+_STATEMENT_START_AFTER = words("( ) ; BEGIN EXPLAIN PLAN ANALYZE VERBOSE AS INSTEAD ALSO")
+_EXPLAIN_OPTIONS = words("ANALYZE ANALYSE VERBOSE QUERY PLAN")
 # Words that end a FROM list: after them a comma no longer introduces a table.
 _FROM_LIST_END = words(
     "WHERE GROUP ORDER HAVING LIMIT OFFSET FETCH WINDOW UNION INTERSECT EXCEPT RETURNING "
@@ -62,7 +63,15 @@ _CLAUSE_WORDS = (
     )
 )
 
+_QUERY_WORDS = words("SELECT INSERT UPDATE DELETE REPLACE MERGE WITH VALUES TABLE")
 _NONE, _EXPECT_TABLE, _EXPECT_INTO, _EXPECT_CTE = range(4)
+# Words that may stand before the table where one is expected (FROM ONLY t, INTO TEMP t).
+_NAME_PREFIXES = words("ONLY LATERAL RECURSIVE")
+_INTO_PREFIXES = words("TEMP TEMPORARY UNLOGGED TABLE BINARY")
+_SET_OPERATORS = words("UNION INTERSECT EXCEPT")
+# After "(": a subquery, not a join group; a set operand when it starts a query.
+_SUBQUERY_STARTS = words("SELECT WITH VALUES TABLE")
+_OPERAND_STARTS = _SUBQUERY_STARTS | {"("}
 
 
 def _is_name(token: Token) -> bool:
@@ -122,6 +131,11 @@ class _Frame:
     function: bool = False
     from_list: bool = False
     cte_body: bool = False
+    # A join group "FROM (a JOIN b ...)" or a set operand "(SELECT ...) UNION ...": what it
+    # names belongs to the enclosing level.
+    transparent: bool = False
+    # Whether "(" here can open a transparent set operand (not inside an expression).
+    operands: bool = True
 
 
 class _Scan:
@@ -138,16 +152,22 @@ class _Scan:
 
     def run(self, tokens: list[Token], i: int, expect: int = _NONE, copy: bool = False) -> None:
         frames = [_Frame()]
-        prev = ""
+        prev = before = ""
         cte_pending = after_cte = False
+        depth = 0  # the frames that are not transparent
         n = len(tokens)
         while i < n:
             token = tokens[i]
             kind, _, upper, _ = token
-            depth = len(frames) - 1
             if expect != _NONE:
-                if kind == KIND_WORD and upper in ("ONLY", "LATERAL", "RECURSIVE"):
+                if kind == KIND_WORD and (
+                    upper in _NAME_PREFIXES or (expect == _EXPECT_INTO and upper in _INTO_PREFIXES)
+                ):
                     i += 1
+                    continue
+                if upper == "ROWS" and i + 1 < n and tokens[i + 1][2] == "FROM":
+                    i += 2  # ROWS FROM (f(), g()): table functions
+                    expect, prev = _NONE, "ROWS"
                     continue
                 if _is_name(token):
                     clean, shown, i = _read_name(tokens, i)
@@ -155,7 +175,7 @@ class _Scan:
                         self.ctes.add(clean.lower())
                         cte_pending = True
                     elif not (expect == _EXPECT_TABLE and i < n and tokens[i][2] == "("):
-                        self._table(depth, clean, shown)
+                        self._table(depth, clean, shown, target=expect == _EXPECT_INTO)
                     expect, prev = _NONE, "name"
                     continue
                 expect = _NONE
@@ -173,10 +193,37 @@ class _Scan:
                     cte_body = cte_pending and prev in ("AS", "MATERIALIZED")
                     if cte_body:
                         cte_pending = False
-                    frames.append(_Frame(function=function, cte_body=cte_body))
+                    after = tokens[i + 1][2] if i + 1 < n else ""
+                    join_group = (
+                        (prev in ("FROM", "JOIN") or (prev in (",", "(") and frame.from_list))
+                        and not function
+                        and after not in _SUBQUERY_STARTS
+                    )
+                    operand = (
+                        not join_group
+                        and (
+                            prev == ""
+                            or prev == "("
+                            or prev in _SET_OPERATORS
+                            or (prev in ("ALL", "DISTINCT") and before in _SET_OPERATORS)
+                        )
+                        and frame.operands
+                        and after in _OPERAND_STARTS
+                    )
+                    transparent = join_group or operand
+                    new = _Frame(function, join_group, cte_body, transparent, operand)
+                    frames.append(new)
+                    if transparent:
+                        if join_group:
+                            expect = _EXPECT_TABLE
+                    else:
+                        depth += 1
                 elif upper == ")":
                     if len(frames) > 1:
-                        after_cte = frames.pop().cte_body
+                        closed = frames.pop()
+                        after_cte = closed.cte_body
+                        if not closed.transparent:
+                            depth -= 1
                 elif upper == "," and frame.from_list:
                     expect = _EXPECT_TABLE
             elif kind == KIND_WORD:
@@ -200,22 +247,38 @@ class _Scan:
                     ):
                         self._operation(depth, upper)
                 elif upper == "FROM" or upper == "TO":
-                    if copy and depth == 0:
+                    if copy and len(frames) == 1:
                         self.copy_direction = upper
+                    elif upper == "FROM" and prev == "DISTINCT" and before in ("IS", "NOT"):
+                        pass  # a IS [NOT] DISTINCT FROM b
                     elif upper == "FROM" and not frame.function:
                         expect = _EXPECT_TABLE
                         frame.from_list = True
                 elif upper == "JOIN":
                     expect = _EXPECT_TABLE
-                elif upper == "USING" and (i + 1 < n and tokens[i + 1][2] != "("):
+                elif (
+                    upper == "USING"
+                    and i + 1 < n
+                    and tokens[i + 1][2] != "("
+                    and self.operations
+                    and self.operations[-1][1] in ("DELETE", "MERGE")
+                ):  # DELETE FROM t USING u, MERGE INTO t USING s; not CYCLE ... USING path
                     expect = _EXPECT_TABLE
                     frame.from_list = True
+                elif upper == "TABLE" and (
+                    prev in ("", "(")
+                    or prev in _SET_OPERATORS
+                    or (prev in ("ALL", "DISTINCT") and before in _SET_OPERATORS)
+                ):
+                    self._operation(depth, "SELECT")  # TABLE t: SELECT * FROM t
+                    expect = _EXPECT_TABLE
                 elif upper == "INTO" and not frame.function:
                     expect = _EXPECT_INTO
                 elif upper == "WITH":
                     expect = _EXPECT_CTE
                 elif upper in _FROM_LIST_END:
                     frame.from_list = False
+            before = prev
             prev = (
                 upper if kind in (KIND_WORD, KIND_OP) else ("name" if kind == KIND_QUOTED else "?")
             )
@@ -225,8 +288,9 @@ class _Scan:
         self.operations.append((depth, name))
         self.items.append(name)
 
-    def _table(self, depth: int, clean: str, shown: str) -> None:
-        if clean.lower() in self.ctes or len(clean) > MAX_NAME_CHARS:
+    def _table(self, depth: int, clean: str, shown: str, target: bool = False) -> None:
+        """``target``: INSERT INTO/UPDATE/COPY's table, never a CTE whatever its name."""
+        if (clean.lower() in self.ctes and not target) or len(clean) > MAX_NAME_CHARS:
             return
         self.tables.append((depth, clean))
         self.items.append(shown)
@@ -256,9 +320,9 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
     if first not in _STATEMENT_WORDS:
         return ParsedStatement("", None, "", False)
     scan = _Scan()
-    if first in ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "WITH", "VALUES"):
+    if first in _QUERY_WORDS:
         scan.run(tokens, 0)
-        operation = first
+        operation = "SELECT" if first == "TABLE" else first
         if first == "WITH":
             top = [name for depth, name in scan.operations if depth == 0]
             operation = top[0] if top else (scan.operations[0][1] if scan.operations else "")
@@ -266,8 +330,14 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
             scan.items.insert(0, first)
         is_write = any(name in _WRITE_OPS for _, name in scan.operations)
         return ParsedStatement(operation, scan.main_table(), join_summary(scan.items), is_write)
-    if first == "EXPLAIN" or (first == "PREPARE" and "AS" in (t[2] for t in tokens)):
-        # EXPLAIN stmt, PREPARE name [(types)] AS stmt: named after the statement inside.
+    inner = _inner_statement(tokens, start, first)
+    if inner >= 0:
+        # EXPLAIN [options] stmt, PREPARE name [(types)] AS stmt: named after the statement
+        # inside (EXPLAIN CREATE TABLE t AS ... too).
+        if inner < len(tokens) and tokens[inner][2] in _SCHEMA_WORDS:
+            schema = _analyze_schema(tokens, inner, tokens[inner][2])
+            summary = join_summary([first, *schema.summary.split(" ")])
+            return ParsedStatement(first, schema.collection, summary, False)
         scan.items.append(first)
         scan.run(tokens, start + 1)
         return ParsedStatement(first, scan.main_table(), join_summary(scan.items), False)
@@ -283,6 +353,29 @@ def analyze(tokens: list[Token]) -> ParsedStatement:
         _, shown, _ = _read_name(tokens, start + 1)
         summary = join_summary([first, shown])
     return ParsedStatement(first, None, summary, False)
+
+
+def _inner_statement(tokens: list[Token], start: int, first: str) -> int:
+    """Where the statement inside ``EXPLAIN``/``PREPARE ... AS`` starts; -1 if none."""
+    n = len(tokens)
+    if first == "PREPARE":
+        for i in range(start + 1, n):
+            if tokens[i][2] == "AS":
+                return i + 1
+        return -1
+    if first != "EXPLAIN":
+        return -1
+    i = start + 1
+    if i < n and tokens[i][2] == "(":
+        depth = 0
+        while i < n:
+            depth += 1 if tokens[i][2] == "(" else -1 if tokens[i][2] == ")" else 0
+            i += 1
+            if depth == 0:
+                break
+    while i < n and tokens[i][2] in _EXPLAIN_OPTIONS:
+        i += 1
+    return i
 
 
 def _analyze_schema(tokens: list[Token], start: int, first: str) -> ParsedStatement:
@@ -308,18 +401,23 @@ def _analyze_schema(tokens: list[Token], start: int, first: str) -> ParsedStatem
     if object_type == "INDEX" and i < n and tokens[i][2] == "CONCURRENTLY":
         i += 1
     collection = None
-    if object_type in _NAMED_OBJECTS and i < n and _is_name(tokens[i]):
-        clean, shown, i = _read_name(tokens, i)
-        if len(clean) <= MAX_NAME_CHARS:
-            items.append(shown)
-            if object_type in ("TABLE", "VIEW"):
-                collection = clean
-        if object_type in ("INDEX", "TRIGGER"):
+    if object_type in _NAMED_OBJECTS and i < n and (_is_name(tokens[i]) or tokens[i][2] == "ON"):
+        if tokens[i][2] != "ON":  # PostgreSQL's CREATE INDEX ON t (...) has no index name
+            clean, shown, i = _read_name(tokens, i)
+            if len(clean) <= MAX_NAME_CHARS:
+                items.append(shown)
+                if object_type in ("TABLE", "VIEW"):
+                    collection = clean
+        if object_type in ("INDEX", "TRIGGER", "RULE"):
+            # CREATE INDEX ... ON t, CREATE TRIGGER ... ON t, CREATE RULE r AS ON event TO t
+            on = "TO" if object_type == "RULE" and first == "CREATE" else "ON"
             for j in range(i, n - 1):
-                if tokens[j][2] == "ON" and _is_name(tokens[j + 1]):
-                    target, _, _ = _read_name(tokens, j + 1)
-                    if len(target) <= MAX_NAME_CHARS:
-                        collection = target
+                if tokens[j][2] == on:
+                    k = j + 2 if tokens[j + 1][2] == "ONLY" and j + 2 < n else j + 1
+                    if _is_name(tokens[k]):
+                        target, _, _ = _read_name(tokens, k)
+                        if len(target) <= MAX_NAME_CHARS:
+                            collection = target
                     break
     scan = _Scan()
     scan.items = items

@@ -99,6 +99,7 @@ def tokenize(text: str) -> list[Token]:
     append = tokens.append
     match = _TOKEN.match
     pos, end, space = 0, len(text), False
+    last_close = text.rfind("]")  # one search, not one per "[" (quadratic on "[[[[...]")
     while pos < end:
         m = match(text, pos)
         if m is None:  # only whitespace left
@@ -115,7 +116,7 @@ def tokenize(text: str) -> list[Token]:
             continue
         raw = m.group(group)
         if raw == "[":
-            if text.find("]", start) < 0:  # unterminated: hide everything after it
+            if last_close < start:  # unterminated: hide everything after it
                 append((_LITERAL, text[start:], "?", space))
                 break
             bracket = _BRACKET_IDENT.match(text, start) if _opens_bracket_name(tokens) else None
@@ -164,17 +165,23 @@ def _opens_bracket_name(tokens: list[Token]) -> bool:
 
 
 def split_statements(tokens: list[Token]) -> list[list[Token]]:
-    """Split at ``;``, except inside the ``BEGIN ... END`` body of a ``CREATE TRIGGER``."""
+    """Split at ``;``, except inside parentheses (PostgreSQL's ``CREATE RULE ... DO (a; b)``)
+    and the ``BEGIN ... END`` body of a ``CREATE TRIGGER`` or ``BEGIN ATOMIC`` function."""
     statements: list[list[Token]] = []
     current: list[Token] = []
-    block = 0
+    block = parens = 0
     for token in tokens:
         kind, _, upper, _ = token
-        if kind == KIND_OP and upper == ";" and block == 0:
-            if current:
-                statements.append(current)
-            current = []
-            continue
+        if kind == KIND_OP:
+            if upper == ";" and block == 0 and parens == 0:
+                if current:
+                    statements.append(current)
+                current = []
+                continue
+            if upper == "(":
+                parens += 1
+            elif upper == ")" and parens:
+                parens -= 1
         if kind == KIND_WORD and current and current[0][2] == "CREATE":
             if upper == "BEGIN" or (upper == "CASE" and block):
                 block += 1
@@ -341,7 +348,9 @@ def _group_end(tokens: list[Token], i: int) -> int:
     return len(tokens)
 
 
-def sanitize(tokens: list[Token], limit: int) -> str:
+def sanitize(tokens: list[Token], limit: int, rows: bool = True) -> str:
+    """The sanitized text of ``tokens``, about ``limit`` characters at most; ``rows=False``
+    inside a ``VALUES`` row, so that nested ``VALUES`` are not collapsed again (linear)."""
     parts: list[str] = []
     length = 0
     i, n = 0, len(tokens)
@@ -356,7 +365,13 @@ def sanitize(tokens: list[Token], limit: int) -> str:
             if after:
                 piece = raw + (" (?)" if tokens[i + 1][3] else "(?)")
                 i = after - 1
-        elif kind == KIND_WORD and upper == "VALUES" and i + 1 < n and tokens[i + 1][2] == "(":
+        elif (
+            rows
+            and kind == KIND_WORD
+            and upper == "VALUES"
+            and i + 1 < n
+            and tokens[i + 1][2] == "("
+        ):
             piece, i = _sanitize_values(tokens, i, limit)
             i -= 1
         parts.append(piece)
@@ -372,7 +387,7 @@ def _sanitize_values(tokens: list[Token], i: int, limit: int) -> tuple[str, int]
     j, n = i + 1, len(tokens)
     while j < n and tokens[j][2] == "(":
         end = _group_end(tokens, j)
-        row = "(" + sanitize(tokens[j + 1 : end - 1], limit) + ")"
+        row = "(" + sanitize(tokens[j + 1 : end - 1], limit, rows=False) + ")"
         if row == previous:
             repeated = True
         else:
