@@ -33,6 +33,13 @@ STATEMENT_CACHE_BYTES = 16 * 1024 * 1024
 MAX_CACHED_TEXT = 64 * 1024
 _CACHE_BYTES: dict[str, int] = {}
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+# Texts whose every literal is a plain '...' string or an ASCII number, and nothing else the
+# tokenizer reads in a way a regular expression can't (quoted names, comments, escapes,
+# numbered or dollar parameters): two of them with the same text once those literals are
+# replaced parse alike, since a literal is always a value (sanitized to ?), never a name.
+_SHAPE_UNSAFE = re.compile(r"[\"`\[\\$]|--|/\*|[?:@][0-9]")
+_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w.])[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![\w.])")
+MAX_SHAPE_TEXT = 4096
 _FAIL = re.compile(r"\bFAIL\b", re.IGNORECASE)
 
 
@@ -109,9 +116,20 @@ class Statement:
         self.literal_keys: tuple[str, ...] = ()
         if extractor is not None:
             self.literal_keys = guarded_keys(extractor.from_sql, sql)
+
         # Per-database caches: the success series and the span's start attributes.
         self.series: dict[Database, Series] = {}
         self.span_attributes: dict[Database, dict[str, Any]] = {}
+
+    def with_literal_keys(self, keys: tuple[str, ...]) -> Statement:
+        """This statement (shared by every text of its shape) with another text's keys."""
+        if keys == self.literal_keys:
+            return self
+        other = Statement.__new__(Statement)
+        for name in Statement.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.literal_keys = keys
+        return other
 
     @classmethod
     def of(
@@ -199,20 +217,43 @@ def statement_cache(system: str) -> dict[str, Statement]:
 def statement(system: str, sql: str) -> Statement:
     """The cached :class:`Statement` for ``sql``: the cache is bounded by entries and by the
     bytes of its keys (cleared when either is full); a text over 64 KiB is parsed each time
-    (the parser reads only its first 64 KiB) and never kept."""
+    (the parser reads only its first 64 KiB) and never kept.
+
+    A text not seen before whose literals are plain strings and numbers (SQL built with the
+    values inlined: ``WHERE id = 42``) is looked up by its shape first, its literals
+    replaced: texts of one shape share one parse, and only their entity keys are read from
+    each text; they are not kept by text, so they do not push out the texts that repeat."""
     cache = statement_cache(system)
     found = cache.get(sql)
-    if found is None:
-        found = Statement(sql, STATE.extractor)
-        size = len(sql)
-        if size > MAX_CACHED_TEXT:
-            return found
-        used = _CACHE_BYTES.get(system, 0) + size
-        if len(cache) >= STATEMENT_CACHE_SIZE or used > STATEMENT_CACHE_BYTES:
-            cache.clear()
-            used = size
-        _CACHE_BYTES[system] = used
-        cache[sql] = found
+    if found is not None:
+        return found
+    size = len(sql)
+    if size <= MAX_SHAPE_TEXT and _SHAPE_UNSAFE.search(sql) is None:
+        shape = _LITERAL.sub("?", sql)
+        if shape != sql:
+            shapes = statement_cache(system + "\x00shapes")
+            known = shapes.get(shape)
+            if known is None:
+                known = _kept(system + "\x00shapes", shape, Statement(sql, STATE.extractor))
+                return known
+            extractor = STATE.extractor
+            keys = guarded_keys(extractor.from_sql, sql) if extractor is not None else ()
+            return known.with_literal_keys(keys)
+    found = Statement(sql, STATE.extractor)
+    if size > MAX_CACHED_TEXT:
+        return found
+    return _kept(system, sql, found)
+
+
+def _kept(system: str, key: str, found: Statement) -> Statement:
+    cache = statement_cache(system)
+    size = len(key)
+    used = _CACHE_BYTES.get(system, 0) + size
+    if len(cache) >= STATEMENT_CACHE_SIZE or used > STATEMENT_CACHE_BYTES:
+        cache.clear()
+        used = size
+    _CACHE_BYTES[system] = used
+    cache[key] = found
     return found
 
 
