@@ -70,6 +70,17 @@ def _objects(text: str) -> list[dict]:
         index = end
 
 
+def _metrics(objects: list[dict]) -> list[dict]:
+    """Every metric of the console exporter's documents (one per metric and export)."""
+    return [
+        m
+        for o in objects
+        for rm in o.get("resource_metrics", [])
+        for sm in rm["scope_metrics"]
+        for m in sm["metrics"]
+    ]
+
+
 def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: Path, pg_dsn):
     pytest.importorskip("opentelemetry.instrumentation.sqlite3")  # the stock one, alongside
     pytest.importorskip("opentelemetry.instrumentation.psycopg")
@@ -94,13 +105,7 @@ def test_opentelemetry_instrument_gives_one_span_per_call_and_metrics(tmp_path: 
     batch = next(s for s in spans if s["attributes"].get("db.operation.batch.size"))
     assert batch["attributes"]["book.isbn"] == "9780306406157"
 
-    metrics = {
-        m["name"]: m["data"]["data_points"]
-        for o in objects
-        for rm in o.get("resource_metrics", [])
-        for sm in rm["scope_metrics"]
-        for m in sm["metrics"]
-    }
+    metrics = {m["name"]: m["data"]["data_points"] for m in _metrics(objects)}
     durations = metrics["db.client.operation.duration"]
     assert sum(p["count"] for p in durations) == 5
     systems = {p["attributes"]["db.system.name"] for p in durations}
@@ -130,10 +135,7 @@ def test_switched_off_from_the_environment_exports_nothing(tmp_path: Path, varia
     assert [o for o in _objects(result.stdout) if "kind" in o] == []
     exported = [
         m["name"]
-        for o in _objects(result.stdout)
-        for rm in o.get("resource_metrics", [])
-        for sm in rm["scope_metrics"]
-        for m in sm["metrics"]
+        for m in _metrics(_objects(result.stdout))
         if any(p.get("value") or p.get("count") for p in m["data"]["data_points"])
     ]
     assert [m for m in exported if m.startswith(("db.", "dbpulse.db."))] == []
@@ -198,10 +200,7 @@ def test_returning_writes_left_unread_at_exit_are_in_the_last_export(tmp_path: P
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     writes = [
         p["value"]
-        for o in _objects(result.stdout)
-        for rm in o.get("resource_metrics", [])
-        for sm in rm["scope_metrics"]
-        for m in sm["metrics"]
+        for m in _metrics(_objects(result.stdout))
         if m["name"] == "dbpulse.db.writes"
         for p in m["data"]["data_points"]
     ]
