@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import services
-from tests.harness.processes import free_port
+from tests.harness.processes import free_port, free_ports
 
 __all__ = ["PrivatePostgres", "PrivateRedis", "PrivateRedisCluster"]
 
@@ -202,8 +202,10 @@ class PrivateRedisCluster:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.clients: list[Any] = []
         try:
-            for _ in range(masters):
-                port = free_port()
+            # Every node's port and bus port, distinct (the bus is port + 10000 by default,
+            # which may be over 65535).
+            ports = free_ports(2 * masters)
+            for port, bus in zip(ports[:masters], ports[masters:], strict=True):
                 node_dir = self.dir / str(port)
                 node_dir.mkdir()
                 self.ports.append(port)
@@ -216,8 +218,8 @@ class PrivateRedisCluster:
                         "yes",
                         "--cluster-config-file",
                         str(node_dir / "nodes.conf"),
-                        "--cluster-port",  # the bus (port + 10000 by default) may be > 65535
-                        str(free_port()),
+                        "--cluster-port",
+                        str(bus),
                         "--cluster-node-timeout",
                         "5000",
                     )
