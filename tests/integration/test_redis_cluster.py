@@ -23,6 +23,8 @@ import pytest
 redis = pytest.importorskip("redis")
 from redis.cluster import RedisCluster  # noqa: E402
 
+from tests.integration.test_redis import _commands_of  # noqa: E402
+
 ISBN = "9780306406157"
 # Sent by redis-py on connecting or for its routing, and by this test: not the application's.
 _NOT_THE_APPS = {
@@ -223,16 +225,6 @@ SHAPES = {
     "moved-and-ask": Shape(_redirected, calls=5, redirected=5),
     "asyncio": Shape(_asyncio, calls=14, redirected=2),
 }
-
-
-def _commands_of(spans: list[Any]) -> Counter[str]:
-    """Per command, what dbpulse's spans say was sent (a BATCH span lists its commands)."""
-    found: Counter[str] = Counter()
-    for span in spans:
-        text = span.attributes["db.query.text"]
-        for command in text.split("; ") if span.name.startswith("BATCH") else [text]:
-            found["|".join(w for w in command.split(" ") if w != "?")] += 1
-    return found
 
 
 def _server_totals(cluster: Any) -> tuple[Counter[str], Counter[str], Counter[str], int, int]:
